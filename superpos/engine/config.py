@@ -1,0 +1,95 @@
+"""``RunConfig``: everything that decides one run's result, and nothing that does not."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from ..config import ConfigBase, option, require
+from .store import stable_hash
+
+PROTOCOLS = ("paper", "heldout")
+DTYPES = ("fp32", "bf16", "fp16")
+# Fields that change where or how fast a run goes, not what it computes: left out of the hash.
+NOT_HASHED = ("device",)
+
+
+@dataclasses.dataclass
+class RunConfig(ConfigBase):
+    """One training run: backbone x task x method (+ its config) x dropout x seed x budget."""
+
+    backbone: str = option("smollm2-135m", help="Backbone name (`python -m superpos list`), hub id or local folder.")
+    task: str = option("bbc-topic", help="Task name (`python -m superpos list`).")
+    method: str = option("superpos", help="Prompt method name (`python -m superpos list`).")
+    method_config: dict = option({}, help="Overrides of the method's config; defaults are the paper's (§4.4).")
+    dropout: bool = option(False, help="Keep the frozen network's dropout on (the paper's ✓ rows) or remove it (✗).")
+    dropout_rate: float | None = option(None, help="Dropout rate for backbones pretrained without one (SmolLM2).")
+    seed: int = option(0, help="Seeds prompt sampling, data order and dropout.")
+    epochs: int = option(1, help="Passes over the training split (the paper: 80).")
+    max_steps: int | None = option(None, help="Stop after this many optimizer steps (overrides epochs when reached).")
+    batch_size: int = option(8, help="Training examples per step (the paper does not state it; 32 is common).")
+    eval_every: int = option(0, help="Evaluate every k steps; 0 evaluates at the end of every epoch.")
+    eval_batch_size: int = option(32, help="Examples per generation batch at evaluation.")
+    protocol: str = option("paper", help="'paper': select and report on validation; 'heldout': select on dev, report test.")
+    train_limit: int | None = option(None, help="Use only the first k training examples (after a seeded shuffle).")
+    eval_limit: int | None = option(None, help="Use only the first k evaluation examples (after a seeded shuffle).")
+    max_input_tokens: int = option(256, help="Inputs are truncated to this many tokens before the prompt is prepended.")
+    device: str = option("auto", help="'cpu', 'cuda' or 'auto' (cuda when present). Not part of the run hash.")
+    dtype: str = option("fp32", help="'fp32', 'bf16' or 'fp16' (autocast, CUDA only); T5 refuses fp16, it overflows.")
+    sources: list = option([], help="ATTEMPT: run hashes of the source-prompt runs this run depends on.")
+
+    def __post_init__(self):
+        require(self.epochs >= 1, "epochs", f"must be >= 1, got {self.epochs}")
+        require(self.max_steps is None or self.max_steps >= 1, "max_steps", f"must be >= 1, got {self.max_steps}")
+        require(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
+        require(self.eval_batch_size >= 1, "eval_batch_size", f"must be >= 1, got {self.eval_batch_size}")
+        require(self.eval_every >= 0, "eval_every", f"must be >= 0, got {self.eval_every}")
+        require(self.protocol in PROTOCOLS, "protocol", f"must be one of {PROTOCOLS}, got {self.protocol!r}")
+        require(self.dtype in DTYPES, "dtype", f"must be one of {DTYPES}, got {self.dtype!r}")
+        require(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"), "device",
+                f"must be 'auto', 'cpu' or 'cuda[:i]', got {self.device!r}")
+        require(self.train_limit is None or self.train_limit >= 1, "train_limit", "must be >= 1")
+        require(self.eval_limit is None or self.eval_limit >= 2, "eval_limit", "must be >= 2")
+        require(self.max_input_tokens >= 8, "max_input_tokens", "must be >= 8")
+        require(self.dropout_rate is None or 0.0 <= self.dropout_rate < 1.0, "dropout_rate", "must be in [0, 1)")
+        require(self.method != "attempt" or len(self.sources) >= 1, "sources",
+                "ATTEMPT needs at least one source-prompt run (run hashes)")
+        require(self.method == "attempt" or not self.sources, "sources", "only ATTEMPT takes source prompts")
+
+    def resolved(self) -> "RunConfig":
+        """A copy whose ``method_config`` holds every field of the method's config (defaults filled in).
+
+        Raises ``ValueError`` naming the field for an unknown task/method/backbone or a bad method field.
+        """
+        from ..methods import METHODS
+        from ..tasks import TASKS
+
+        require(self.task in TASKS, "task", f"unknown task {self.task!r}; known: {', '.join(TASKS)}")
+        require(self.method in METHODS, "method", f"unknown method {self.method!r}; known: {', '.join(METHODS)}")
+        check_backbone_name(self.backbone)
+        config_cls = METHODS[self.method][0]
+        method_config = config_cls.from_dict(dict(self.method_config)).to_dict()
+        return dataclasses.replace(self, method_config=method_config)
+
+    def run_hash(self) -> str:
+        """Stable hash of the resolved config, without the fields in ``NOT_HASHED``."""
+        payload = {k: v for k, v in self.resolved().to_dict().items() if k not in NOT_HASHED}
+        return stable_hash(payload)
+
+    def label(self) -> str:
+        """A short human-readable name for progress bars."""
+        extra = "".join(f" {k}={v}" for k, v in sorted(self.method_config.items()) if k in ("m", "n_prompts", "softmax", "init"))
+        return f"{self.task}/{self.method}{extra} dropout={'on' if self.dropout else 'off'} seed={self.seed}"
+
+
+def check_backbone_name(name: str) -> None:
+    """Registered names, existing folders and hub-shaped ids pass; anything else fails in one line."""
+    from ..backbones import BACKBONES
+
+    if name in BACKBONES or Path(name).expanduser().is_dir() or "/" in name or name.startswith("t5-"):
+        return
+    raise ValueError(f"backbone: unknown backbone {name!r}; known: {', '.join(BACKBONES)}, a hub id or a local folder")
+
+
+def as_run_config(value: RunConfig | dict[str, Any]) -> RunConfig:
+    return value if isinstance(value, RunConfig) else RunConfig.from_dict(value)

@@ -1,0 +1,78 @@
+"""Records -> pandas DataFrame: the only way notebooks and reports get numbers."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from ..paths import results_dir
+from .store import ResultsStore
+
+# Method-config fields worth a column of their own (the rest stay in ``method_config``).
+METHOD_COLUMNS = ("n_prompts", "m", "softmax", "init", "weights_init", "fusion", "projection")
+
+
+def open_store(where: str | Path | ResultsStore) -> ResultsStore:
+    """A store from a store, a folder, or a profile name (``results/<profile>``)."""
+    if isinstance(where, ResultsStore):
+        return where
+    path = Path(where)
+    if path.is_dir() or path.is_absolute() or len(path.parts) > 1:
+        return ResultsStore(path)
+    return ResultsStore(results_dir() / str(where))
+
+
+def record_row(record: dict) -> dict:
+    """One flat row: config fields, best scores (strict and lenient), costs; curves kept as objects."""
+    config = record["config"]
+    row = {"hash": record["hash"], "status": record["status"], "reason": record.get("reason")}
+    row.update({key: value for key, value in config.items() if key != "method_config"})
+    row["method_config"] = config.get("method_config", {})
+    for key in METHOD_COLUMNS:
+        row[key] = config.get("method_config", {}).get(key)
+    best = record.get("best") or {}
+    for split in ("dev", "test"):
+        point = best.get(split) or {}
+        row[f"{split}_score"] = point.get("score")
+        row[f"{split}_lenient_score"] = point.get("lenient_score")
+        row[f"{split}_invalid_rate"] = point.get("invalid_rate")
+        row[f"{split}_dagger"] = point.get("dagger")
+        for name, value in (point.get("metrics") or {}).items():
+            row[f"{split}_{name}"] = value
+    row["score"] = row["test_score"]  # the reported figure under the run's protocol
+    row["best_step"] = best.get("step")
+    row["best_epoch"] = best.get("epoch")
+    row["steps"] = record.get("steps")
+    row["trainable_params"] = record.get("trainable_params")
+    for key, value in (record.get("timing") or {}).items():
+        row[key] = value
+    row["peak_memory_mb"] = record.get("peak_memory_mb")
+    row["history"] = record.get("history", [])
+    row["loss_curve"] = record.get("loss_curve", [])
+    row["analysis"] = record.get("analysis", {})
+    row["prompt_path"] = record.get("prompt_path")
+    row["device_name"] = (record.get("provenance") or {}).get("device")
+    return row
+
+
+def load_records(where: str | Path | ResultsStore, grid=None, *, only_done: bool = False) -> pd.DataFrame:
+    """The records in ``where`` (a profile name, a folder or a store) as one row each.
+
+    With ``grid`` (a ``GridSpec`` or dict), only that grid's runs; a grid run without a record is
+    simply absent (run the grid first).
+    """
+    store = open_store(where)
+    records = list(store.records())
+    if grid is not None:
+        from .grid import GridSpec, expand
+
+        spec = grid if isinstance(grid, GridSpec) else GridSpec.from_dict(grid)
+        wanted = {config.run_hash() for config in expand(spec)}
+        records = [record for record in records if record["hash"] in wanted]
+    if only_done:
+        records = [record for record in records if record["status"] == "done"]
+    frame = pd.DataFrame([record_row(record) for record in records])
+    if not frame.empty:
+        frame = frame.sort_values(["backbone", "task", "method", "dropout", "seed", "hash"], kind="stable")
+        frame = frame.reset_index(drop=True)
+    return frame

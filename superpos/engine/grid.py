@@ -1,0 +1,149 @@
+"""Grids: the cross product tasks x methods x dropout x m x seeds x backbones, run against a store.
+
+A grid is a :class:`GridSpec` (from a notebook's parameters or a JSON file). ``expand`` turns it
+into run configs in dependency order (ATTEMPT's source-prompt runs first); ``run_grid`` runs what
+the store does not have yet, with one progress bar over runs and one inside the current run
+(tqdm on stderr; ``TQDM_DISABLE=1`` silences both), and ends with a one-line summary.
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+import traceback
+from itertools import product
+from typing import Any, Callable
+
+from ..config import ConfigBase, option, require
+from .config import RunConfig
+from .store import ResultsStore
+
+
+@dataclasses.dataclass
+class GridSpec(ConfigBase):
+    """What to run. Each list is one axis of the cross product."""
+
+    backbones: list = option(["smollm2-135m"], help="Backbone names.")
+    tasks: list = option(["bbc-topic"], help="Task names.")
+    methods: list = option(["superpos"], help="Method names, or {'method': name, 'config': {...}} for a variant.")
+    dropout: list = option([False], help="Dropout settings of the frozen backbone.")
+    m: list = option([], help="SuperPos only: values of m (sampled tokens) to cross with; empty keeps the default.")
+    seeds: list = option([0], help="Seeds.")
+    attempt_sources: list = option([], help="ATTEMPT: tasks whose simple-prompt runs give the source prompts.")
+    budget: dict = option({}, help="RunConfig fields shared by every run (epochs, batch_size, eval_every, ...).")
+    task_budget: dict = option({}, help="Per-task overrides of budget: {task: {field: value}}.")
+
+    def __post_init__(self):
+        for axis in ("backbones", "tasks", "methods", "dropout", "seeds"):
+            require(len(getattr(self, axis)) >= 1, axis, "must name at least one value")
+        names = set(dataclasses.fields(RunConfig)[i].name for i in range(len(dataclasses.fields(RunConfig))))
+        for key in self.budget:
+            require(key in names and key not in ("backbone", "task", "method", "method_config", "dropout", "seed"),
+                    "budget", f"unknown or axis field {key!r}")
+        uses_attempt = any(_method_name(m) == "attempt" for m in self.methods)
+        require(not uses_attempt or self.attempt_sources, "attempt_sources",
+                "ATTEMPT in a grid needs attempt_sources (the tasks that give source prompts)")
+
+
+def _method_name(entry: str | dict) -> str:
+    return entry if isinstance(entry, str) else entry["method"]
+
+
+def _method_variants(entry: str | dict, m_values: list) -> list[tuple[str, dict]]:
+    name = _method_name(entry)
+    config = {} if isinstance(entry, str) else dict(entry.get("config", {}))
+    if name == "superpos" and m_values and "m" not in config:
+        return [(name, {**config, "m": m}) for m in m_values]
+    return [(name, config)]
+
+
+def expand(spec: GridSpec) -> list[RunConfig]:
+    """Every run the grid asks for, sources before the ATTEMPT runs that need them; no duplicates.
+
+    Resolves every config, so an unknown name or a bad field fails here, before any model loads.
+    """
+    runs: dict[str, RunConfig] = {}
+
+    def add(config: RunConfig) -> str:
+        config = config.resolved()
+        key = config.run_hash()
+        runs.setdefault(key, config)
+        return key
+
+    for backbone, task, method_entry, dropout, seed in product(spec.backbones, spec.tasks, spec.methods, spec.dropout,
+                                                               spec.seeds):
+        budget = {**spec.budget, **spec.task_budget.get(task, {})}
+        for method, method_config in _method_variants(method_entry, spec.m):
+            common = dict(backbone=backbone, dropout=dropout, seed=seed, **budget)
+            if method == "attempt":
+                if task in spec.attempt_sources:
+                    continue  # the paper does not evaluate ATTEMPT on its own source tasks (§4.4)
+                sources = [add(RunConfig(task=source, method="simple",
+                                         **{**common, **spec.task_budget.get(source, {})}))
+                           for source in spec.attempt_sources]
+                add(RunConfig(task=task, method=method, method_config=method_config, sources=sources, **common))
+            else:
+                add(RunConfig(task=task, method=method, method_config=method_config, **common))
+    return list(runs.values())
+
+
+@dataclasses.dataclass
+class GridResult:
+    records: list[dict]
+    done: int = 0
+    cached: int = 0
+    failed: int = 0
+
+    def summary(self) -> str:
+        return f"grid: {len(self.records)} runs: {self.done} done, {self.cached} cached, {self.failed} failed"
+
+
+def run_grid(spec: GridSpec | dict, store: ResultsStore, *, retry_failed: bool = False, executor: str = "local",
+             ray_address: str | None = None, progress: bool = True,
+             run_fn: Callable[..., dict] | None = None) -> GridResult:
+    """Run every config of ``spec`` that ``store`` lacks; a failing run is recorded and the grid goes on."""
+    from tqdm.auto import tqdm
+
+    from .train import run as run_one
+
+    spec = spec if isinstance(spec, GridSpec) else GridSpec.from_dict(spec)
+    configs = expand(spec)
+    store.ensure_writable()
+    if executor == "ray":
+        from .ray_executor import run_configs_on_ray
+
+        result = run_configs_on_ray(configs, store, address=ray_address, retry_failed=retry_failed, progress=progress)
+        print(result.summary(), file=sys.stderr)
+        return result
+    require(executor == "local", "executor", f"must be 'local' or 'ray', got {executor!r}")
+    run_fn = run_fn or run_one
+    result = GridResult(records=[])
+    bar = tqdm(configs, desc="runs", file=sys.stderr, disable=not progress, dynamic_ncols=True)
+    for config in bar:
+        bar.set_postfix_str(config.label(), refresh=False)
+        try:
+            record = run_fn(config, store, retry_failed=retry_failed, progress=progress)
+        except KeyboardInterrupt:
+            bar.close()
+            raise
+        except Exception as error:  # one run's failure must not end the grid
+            record = failed_record(config, error)
+            store.put(record)
+        result.records.append(record)
+        if record.get("cached") and record["status"] == "done":
+            result.cached += 1
+        elif record["status"] == "done":
+            result.done += 1
+        else:
+            result.failed += 1
+    bar.close()
+    print(result.summary(), file=sys.stderr)
+    return result
+
+
+def failed_record(config: RunConfig, error: BaseException) -> dict[str, Any]:
+    """A record for a run that raised: kept so the grid can report it, retried on the next grid run."""
+    last = traceback.extract_tb(error.__traceback__)[-1:] if error.__traceback__ else []
+    where = f" ({last[0].filename.rsplit('/', 1)[-1]}:{last[0].lineno})" if last else ""
+    return {"hash": config.run_hash(), "config": config.to_dict(), "status": "failed", "retryable": True,
+            "reason": f"{type(error).__name__}: {error}{where}", "history": [], "loss_curve": [], "best": None,
+            "analysis": {}, "prompt_path": None}

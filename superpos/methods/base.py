@@ -1,0 +1,206 @@
+"""The shared machinery of every prompt method: config base, module base, sampling helpers.
+
+Symbols used throughout (the paper's, spelled out once):
+
+- ``n`` = ``n_prompts``: number of soft prompt tokens prepended to the input.
+- ``d`` = ``embed_dim``: the backbone's input embedding width.
+- ``V``: rows of the frozen input embedding table ``backbone.embedding_weight`` ``[V, d]``.
+
+A method is an ``nn.Module`` that owns only its trainable parts (and the buffers that rebuild it,
+such as sampled token ids). The frozen backbone is never registered inside a method, except that
+``full`` keeps a plain reference to it. ``forward(inputs_embeds, attention_mask)`` returns
+``(prompt [B, n, d], inputs_embeds [B, L, d])``; the backbone prepends the prompt.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from ..config import ConfigBase, option, require
+
+CONFIG_FILE = "config.json"
+STATE_FILE = "state.safetensors"
+
+
+# --------------------------------------------------------------------------- configs
+@dataclasses.dataclass
+class MethodConfig(ConfigBase):
+    """Fields every method shares. Subclasses redeclare a field to change its default."""
+
+    kind: ClassVar[str] = "method"
+
+    n_prompts: int = option(10, help="n: number of soft prompt tokens prepended to every input (paper §4.4: 10).")
+    lr: float = option(0.01, help="AdamW learning rate for this method's trainable parameters.")
+    weight_decay: float = option(0.01, help="AdamW (decoupled) weight decay; never applied to frozen buffers.")
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        require(isinstance(self.n_prompts, int) and not isinstance(self.n_prompts, bool) and self.n_prompts >= 1,
+                "n_prompts", f"must be an integer >= 1, got {self.n_prompts!r}")
+        require(_is_number(self.lr) and self.lr > 0, "lr", f"must be a positive number, got {self.lr!r}")
+        require(_is_number(self.weight_decay) and self.weight_decay >= 0, "weight_decay",
+                f"must be a number >= 0, got {self.weight_decay!r}")
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def check_choice(value: Any, field_name: str, choices: tuple[str, ...]) -> None:
+    require(value in choices, field_name, f"unknown value {value!r}; choose one of {', '.join(choices)}")
+
+
+def check_positive_int(value: Any, field_name: str, *, minimum: int = 1, allow_none: bool = False) -> None:
+    if allow_none and value is None:
+        return
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+    require(ok, field_name, f"must be an integer >= {minimum}{' or null' if allow_none else ''}, got {value!r}")
+
+
+# --------------------------------------------------------------------------- sampling helpers
+def candidate_ids(backbone, top_k: int | None, field_name: str, needed: int) -> torch.Tensor:
+    """The backbone's real token ids (optionally the ``top_k`` most frequent), on CPU.
+
+    Raises ``ValueError`` naming ``field_name`` when fewer than ``needed`` exist.
+    """
+    ids = backbone.candidate_token_ids(top_k) if top_k is not None else backbone.candidate_token_ids()
+    ids = torch.as_tensor(ids, dtype=torch.long).flatten().cpu()
+    require(needed <= ids.numel(), field_name,
+            f"{needed} unique tokens requested but the backbone {getattr(backbone, 'name', '')!r} has only "
+            f"{ids.numel()} candidate tokens{f' in its top {top_k}' if top_k is not None else ''}")
+    return ids
+
+
+def sample_unique_ids(backbone, count: int, generator: torch.Generator, *, top_k: int | None = None,
+                      field_name: str = "n_prompts") -> torch.Tensor:
+    """``count`` distinct real token ids drawn uniformly with ``generator`` (CPU LongTensor)."""
+    ids = candidate_ids(backbone, top_k, field_name, count)
+    order = torch.randperm(ids.numel(), generator=generator)[:count]
+    return ids[order].clone()
+
+
+def embedding_rows(backbone, ids: torch.Tensor) -> torch.Tensor:
+    """Float32 copies of the embedding rows ``ids`` (detached: the table itself stays frozen)."""
+    table = backbone.embedding_weight
+    return table.detach()[ids.to(table.device)].to(torch.float32).clone()
+
+
+def init_linear_(layer: nn.Linear, generator: torch.Generator) -> nn.Linear:
+    """PyTorch's default ``nn.Linear`` init, drawn from ``generator`` so builds are reproducible."""
+    with torch.no_grad():
+        w = torch.empty(layer.weight.shape, dtype=torch.float32)
+        nn.init.kaiming_uniform_(w, a=math.sqrt(5), generator=generator)
+        layer.weight.copy_(w)
+        if layer.bias is not None:
+            fan_in = layer.weight.shape[1]
+            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+            b = torch.empty(layer.bias.shape, dtype=torch.float32).uniform_(-bound, bound, generator=generator)
+            layer.bias.copy_(b)
+    return layer
+
+
+# --------------------------------------------------------------------------- the module base
+class PromptMethod(nn.Module):
+    """Base of every method. Subclasses set ``name`` and ``config_class`` and implement
+    ``build`` and ``prompt_matrix`` (input-independent methods) or ``forward``."""
+
+    name: ClassVar[str] = "base"
+    config_class: ClassVar[type[MethodConfig]] = MethodConfig
+
+    def __init__(self, config: MethodConfig, embed_dim: int):
+        super().__init__()
+        self.config = config
+        self.embed_dim = int(embed_dim)
+        #: What ``build_method`` was called with besides tensors; saved so ``load`` can rebuild.
+        self.build_info: dict[str, Any] = {}
+
+    # -- construction ------------------------------------------------------------------
+    @classmethod
+    def build(cls, config, backbone, *, generator: torch.Generator, label_words=None, source_prompts=None):
+        raise NotImplementedError
+
+    @property
+    def n_prompts(self) -> int:
+        return int(self.config.n_prompts)
+
+    # -- the prompt --------------------------------------------------------------------
+    def prompt_matrix(self) -> torch.Tensor:
+        """The projected prompt ``[n, d]`` (float32) for input-independent methods."""
+        raise NotImplementedError(f"{self.name}: the prompt depends on the input; there is no single prompt matrix")
+
+    def forward(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor | None = None):
+        prompt = self.prompt_matrix().to(dtype=inputs_embeds.dtype, device=inputs_embeds.device)
+        return prompt.unsqueeze(0).expand(inputs_embeds.shape[0], -1, -1), inputs_embeds
+
+    def export_prompt(self) -> torch.Tensor:
+        """The final prompt as a plain detached CPU float32 tensor ``[n, d]``."""
+        return self.prompt_matrix().detach().to("cpu", torch.float32).clone()
+
+    # -- optimisation ------------------------------------------------------------------
+    def param_groups(self) -> list[dict[str, Any]]:
+        """Parameter groups for ``torch.optim.AdamW`` with the config's lr and weight decay."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        return [{"params": params, "lr": self.config.lr, "weight_decay": self.config.weight_decay,
+                 "name": self.name}]
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for group in self.param_groups() for p in group["params"]]
+
+    def trainable_parameter_count(self) -> int:
+        return sum(p.numel() for p in self.trainable_parameters())
+
+    # -- state -------------------------------------------------------------------------
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        """Trainable parameters plus the persistent buffers that rebuild the method."""
+        return {k: v.detach() for k, v in self.state_dict().items()}
+
+    def load_trainable_state(self, state: dict[str, torch.Tensor]) -> None:
+        own = self.state_dict()
+        missing = sorted(set(own) - set(state))
+        unexpected = sorted(set(state) - set(own))
+        if missing or unexpected:
+            raise ValueError(f"{self.name}: state does not fit this method "
+                             f"(missing: {', '.join(missing) or '-'}; unexpected: {', '.join(unexpected) or '-'})")
+        for key, value in state.items():
+            if tuple(value.shape) != tuple(own[key].shape):
+                raise ValueError(f"{self.name}: state {key!r} has shape {tuple(value.shape)}, "
+                                 f"the method expects {tuple(own[key].shape)} (different config or backbone?)")
+        self.load_state_dict(state, strict=True)
+
+    def save(self, folder: str | Path) -> Path:
+        """Write ``config.json`` (method name, config, build info) and ``state.safetensors``."""
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        meta = {"method": self.name, "config": self.config.to_dict(), "embed_dim": self.embed_dim,
+                **self.build_info}
+        (folder / CONFIG_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        state = {k: v.detach().to("cpu").contiguous().clone() for k, v in self.trainable_state().items()}
+        save_file(state, str(folder / STATE_FILE), metadata={"method": self.name})
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path, backbone) -> "PromptMethod":
+        """Rebuild a saved method on ``backbone`` (any method: dispatches on ``config.json``)."""
+        from . import load_method
+
+        method = load_method(folder, backbone)
+        if cls is not PromptMethod and not isinstance(method, cls):
+            raise ValueError(f"{folder}: holds a {method.name!r} method, not {cls.name!r}")
+        return method
+
+    def analysis_state(self) -> dict[str, list]:
+        """Small JSON-able extras for analyses."""
+        return {}
+
+    def extra_repr(self) -> str:
+        return f"n_prompts={self.n_prompts}, embed_dim={self.embed_dim}"
