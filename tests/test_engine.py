@@ -46,7 +46,7 @@ def tiny_config(**changes) -> RunConfig:
 
 
 def test_learns_a_trivial_task(sst2_dir, tmp_path):
-    config = tiny_config(method="full", method_config={"lr": 3e-3}, epochs=4, eval_every=0)
+    config = tiny_config(method="full", method_config={"lr": 3e-3}, epochs=3, eval_every=0)
     record = run(config, ResultsStore(tmp_path / "store"), progress=False)
     assert record["status"] == "done"
     losses = [loss for _, loss in record["loss_curve"]]
@@ -167,7 +167,7 @@ def test_cli_list_names_everything():
 
 def test_killed_run_resumes_to_the_uninterrupted_result(sst2_dir, tmp_path):
     args = ["run", "--backbone", "tiny-t5", "--task", "sst2", "--method", "superpos", "--set", "m=16",
-            "--epochs", "3", "--batch-size", "8", "--eval-every", "2", "--device", "cpu"]
+            "--epochs", "2", "--batch-size", "8", "--eval-every", "4", "--device", "cpu"]
     env = {"SUPERPOS_DATA": str(sst2_dir)}
     reference = _cli(*args, "--results", str(tmp_path / "reference"), env_extra=env)
     assert reference.returncode == 0, reference.stderr
@@ -201,7 +201,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(sst2_dir, tmp_path):
 
 
 def test_ctrl_c_saves_a_checkpoint_that_resumes(sst2_dir, tmp_path):
-    args = ["run", "--backbone", "tiny-t5", "--task", "sst2", "--method", "simple", "--epochs", "4",
+    args = ["run", "--backbone", "tiny-t5", "--task", "sst2", "--method", "simple", "--epochs", "3",
             "--batch-size", "8", "--eval-every", "8", "--device", "cpu", "--results", str(tmp_path / "s")]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TQDM_DISABLE": "1",
            "SUPERPOS_DATA": str(sst2_dir)}

@@ -4,10 +4,9 @@ from __future__ import annotations
 import torch
 
 
-def max_new_tokens_for(backbone, task, examples) -> int:
-    """Generation length from the longest label: its token count plus one for the end token."""
-    targets = {example.target_text for example in examples} | set(task.label_words or [])
-    return max(len(backbone.token_ids(target)) for target in targets) + 1
+def max_new_tokens_for(backbone, task) -> int:
+    """Generation length from the longest label (every target the task can produce) plus one end token."""
+    return max(len(backbone.token_ids(target)) for target in task.all_targets) + 1
 
 
 @torch.no_grad()

@@ -24,7 +24,8 @@ class GridSpec(ConfigBase):
 
     backbones: list = option(["smollm2-135m"], help="Backbone names.")
     tasks: list = option(["bbc-topic"], help="Task names.")
-    methods: list = option(["superpos"], help="Method names, or {'method': name, 'config': {...}} for a variant.")
+    methods: list = option(["superpos"], help="Method names, or {'method': name, 'config': {...}} for a variant; "
+                                              "an entry's optional 'dropout': [...] replaces the dropout axis for it.")
     dropout: list = option([False], help="Dropout settings of the frozen backbone.")
     m: list = option([], help="SuperPos only: values of m (sampled tokens) to cross with; empty keeps the default.")
     seeds: list = option([0], help="Seeds.")
@@ -56,6 +57,15 @@ def _method_variants(entry: str | dict, m_values: list) -> list[tuple[str, dict]
     return [(name, config)]
 
 
+def _entry_dropout(entry: str | dict, default: list) -> list:
+    """The dropout settings for one method entry: its own ``dropout`` list when it has one (e.g. full
+    fine-tuning only with dropout, as in Table 1), else the grid's axis."""
+    if isinstance(entry, dict) and "dropout" in entry:
+        values = entry["dropout"]
+        return list(values) if isinstance(values, (list, tuple)) else [values]
+    return list(default)
+
+
 def expand(spec: GridSpec) -> list[RunConfig]:
     """Every run the grid asks for, sources before the ATTEMPT runs that need them; no duplicates.
 
@@ -69,20 +79,20 @@ def expand(spec: GridSpec) -> list[RunConfig]:
         runs.setdefault(key, config)
         return key
 
-    for backbone, task, method_entry, dropout, seed in product(spec.backbones, spec.tasks, spec.methods, spec.dropout,
-                                                               spec.seeds):
-        budget = {**spec.budget, **spec.task_budget.get(task, {})}
-        for method, method_config in _method_variants(method_entry, spec.m):
-            common = dict(backbone=backbone, dropout=dropout, seed=seed, **budget)
-            if method == "attempt":
-                if task in spec.attempt_sources:
-                    continue  # the paper does not evaluate ATTEMPT on its own source tasks (§4.4)
-                sources = [add(RunConfig(task=source, method="simple",
-                                         **{**common, **spec.task_budget.get(source, {})}))
-                           for source in spec.attempt_sources]
-                add(RunConfig(task=task, method=method, method_config=method_config, sources=sources, **common))
-            else:
-                add(RunConfig(task=task, method=method, method_config=method_config, **common))
+    for backbone, task, method_entry in product(spec.backbones, spec.tasks, spec.methods):
+        for dropout, seed in product(_entry_dropout(method_entry, spec.dropout), spec.seeds):
+            budget = {**spec.budget, **spec.task_budget.get(task, {})}
+            for method, method_config in _method_variants(method_entry, spec.m):
+                common = dict(backbone=backbone, dropout=dropout, seed=seed, **budget)
+                if method == "attempt":
+                    if task in spec.attempt_sources:
+                        continue  # the paper does not evaluate ATTEMPT on its own source tasks (§4.4)
+                    sources = [add(RunConfig(task=source, method="simple",
+                                             **{**common, **spec.task_budget.get(source, {})}))
+                               for source in spec.attempt_sources]
+                    add(RunConfig(task=task, method=method, method_config=method_config, sources=sources, **common))
+                else:
+                    add(RunConfig(task=task, method=method, method_config=method_config, **common))
     return list(runs.values())
 
 
@@ -117,6 +127,9 @@ def run_grid(spec: GridSpec | dict, store: ResultsStore, *, retry_failed: bool =
     require(executor == "local", "executor", f"must be 'local' or 'ray', got {executor!r}")
     run_fn = run_fn or run_one
     result = GridResult(records=[])
+    from .train import tqdm_disabled
+
+    progress = progress and not tqdm_disabled()
     bar = tqdm(configs, desc="runs", file=sys.stderr, disable=not progress, dynamic_ncols=True)
     for config in bar:
         bar.set_postfix_str(config.label(), refresh=False)

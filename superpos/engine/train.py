@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import math
 import platform
-import random
 import resource
 import signal
 import subprocess
 import sys
 import time
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, is_dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -72,6 +70,14 @@ def load_source_prompts(config: RunConfig, store: ResultsStore) -> torch.Tensor 
 
 
 # ---------------------------------------------------------------- helpers
+def tqdm_disabled() -> bool:
+    """``TQDM_DISABLE=1`` silences the engine's bars even where ``progress=True`` is passed (tqdm's own
+    environment default loses to an explicit ``disable=``); notebooks' kernels set it."""
+    import os
+
+    return os.environ.get("TQDM_DISABLE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -80,25 +86,8 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def subsample(examples: list, limit: int | None, seed: int) -> list:
-    """The first ``limit`` examples after a seeded shuffle; grouped tasks (MultiRC) keep whole groups."""
-    if limit is None or limit >= len(examples):
-        return list(examples)
-    groups: dict[Any, list] = {}
-    for index, example in enumerate(examples):
-        groups.setdefault(getattr(example, "group", None) or f"#{index}", []).append(example)
-    keys = sorted(groups)
-    random.Random(seed).shuffle(keys)
-    chosen: list = []
-    for key in keys:
-        if len(chosen) >= limit:
-            break
-        chosen.extend(groups[key])
-    return chosen
-
-
 def score_dict(score: Any) -> dict:
-    return asdict(score) if is_dataclass(score) else dict(vars(score))
+    return score.to_dict()
 
 
 def git_state() -> dict:
@@ -171,11 +160,9 @@ class Trainer:
 
         # Data first: a bad task or a missing data folder fails before any model loads.
         self.task = get_task(config.task)
-        splits = self.task.splits(config.protocol, seed=config.seed)
-        self.train_examples = subsample(splits.train, config.train_limit, config.seed)
-        self.dev_examples = subsample(splits.dev, config.eval_limit, config.seed)
-        self.test_examples = (self.dev_examples if splits.test is splits.dev
-                              else subsample(splits.test, config.eval_limit, config.seed))
+        splits = self.task.splits(config.protocol, seed=config.seed).limit(config.train_limit, config.eval_limit,
+                                                                           config.seed)
+        self.train_examples, self.dev_examples, self.test_examples = splits.train, splits.dev, splits.test
         if not self.train_examples or not self.dev_examples:
             raise RunError(f"task: {config.task} has an empty training or evaluation split")
 
@@ -185,7 +172,7 @@ class Trainer:
         self.method = build_method(method_config, self.backbone, label_words=self.task.label_words,
                                    source_prompts=source_prompts, seed=config.seed).to(self.device)
         self.optimizer = torch.optim.AdamW(self.method.param_groups())
-        self.max_new_tokens = max_new_tokens_for(self.backbone, self.task, self.train_examples + self.dev_examples)
+        self.max_new_tokens = max_new_tokens_for(self.backbone, self.task)
 
         steps_per_epoch = math.ceil(len(self.train_examples) / config.batch_size)
         self.steps_per_epoch = steps_per_epoch
@@ -309,7 +296,7 @@ class Trainer:
             torch.manual_seed(self.config.seed)
         status, reason = "done", None
         bar = tqdm(total=self.total_steps, initial=self.step, desc=self.config.label(), leave=False, file=sys.stderr,
-                   disable=not self.progress, dynamic_ncols=True)
+                   disable=not self.progress or tqdm_disabled(), dynamic_ncols=True)
         try:
             with deferred_interrupt() as interrupt:
                 while self.step < self.total_steps:

@@ -88,9 +88,16 @@ def sample_unique_ids(backbone, count: int, generator: torch.Generator, *, top_k
 
 
 def embedding_rows(backbone, ids: torch.Tensor) -> torch.Tensor:
-    """Float32 copies of the embedding rows ``ids`` (detached: the table itself stays frozen)."""
+    """Float32 copies of the input embeddings of ``ids`` ``[k, d]`` (detached: the table stays frozen).
+
+    Through ``backbone.embed`` when the backbone has it, so models that scale inside their embedding
+    module (Gemma) give the vectors the model really sees; else rows of ``embedding_weight``.
+    """
     table = backbone.embedding_weight
-    return table.detach()[ids.to(table.device)].to(torch.float32).clone()
+    ids = ids.to(table.device)
+    with torch.no_grad():
+        rows = backbone.embed(ids.unsqueeze(0))[0] if hasattr(backbone, "embed") else table[ids]
+    return rows.detach().to(torch.float32).clone()
 
 
 def init_linear_(layer: nn.Linear, generator: torch.Generator) -> nn.Linear:

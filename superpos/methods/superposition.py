@@ -4,7 +4,7 @@ Symbols (paper §3), with the shapes used here:
 
 - ``m`` sampled unique token embeddings ``e_1 .. e_m``; the paper's ``E_freeze ∈ R^{d×m}`` holds them as
   columns. Here ``e_freeze`` is a *buffer* ``[m, d]`` (rows = tokens): shared by all ``n`` prompts,
-  never trained, never weight-decayed, never reduced by weight decay (the reason for the split, §3).
+  never trained and so never shrunk by weight decay (the reason for the split, §3).
 - ``delta_e`` = the ``ΔE_i``: one ``[m, d]`` matrix per prompt token, a parameter ``[n, m, d]``
   initialised to zero (§3: ``ΔE_init = 0``).
 - ``weights`` = the ``p'_i ∈ R^m``: a parameter ``[n, m]``.

@@ -51,12 +51,12 @@ class Splits:
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.train), "dev": len(self.dev), "test": len(self.test)}
 
-    def limit(self, train: int | None = None, eval: int | None = None, seed: int = 0) -> "Splits":
-        """Seeded subsample: at most ``train`` training and ``eval`` dev/test examples (whole groups kept,
-        so a MultiRC question is never cut; the last group may overshoot). ``dev is test`` is preserved."""
-        tr = take(self.train, train, seed)
-        dev = take(self.dev, eval, seed)
-        test = dev if self.dev_is_test else take(self.test, eval, seed)
+    def limit(self, train_limit: int | None = None, eval_limit: int | None = None, seed: int = 0) -> "Splits":
+        """Seeded subsample: at most ``train_limit`` training and ``eval_limit`` dev/test examples (whole groups
+        kept, so a MultiRC question is never cut; the last group may overshoot). ``dev is test`` is preserved."""
+        tr = take(self.train, train_limit, seed)
+        dev = take(self.dev, eval_limit, seed)
+        test = dev if self.dev_is_test else take(self.test, eval_limit, seed)
         return Splits(tr, dev, test, self.protocol, self.seed)
 
 
@@ -173,8 +173,7 @@ class Task:
         """All labelled examples of ``split`` (rows with label -1, as in hub test splits, are dropped)."""
         if split not in self._cache:
             rows = self.rows(split)
-            self._cache[split] = [self.example(r, split, i) for i, r in enumerate(rows)
-                                  if self.is_regression or int(r["label"]) >= 0]
+            self._cache[split] = [self.example(r, split, i) for i, r in enumerate(rows) if float(r["label"]) >= 0]
         return self._cache[split]
 
     # ------------------------------------------------------------------ splits

@@ -55,7 +55,8 @@ def _child(folder: Path, names: Sequence[str]) -> Path | None:
 def hub_reachable(timeout: float = 3.0) -> str | None:
     """``None`` when the hub answers a TCP connect within ``timeout``; otherwise why not (one phrase)."""
     if hub_is_offline():
-        return "off (" + ", ".join(v for v in OFFLINE_VARIABLES if os.environ.get(v)) + " set)"
+        on = [v for v in OFFLINE_VARIABLES if os.environ.get(v, "").lower() in {"1", "true", "yes", "on"}]
+        return f"off ({', '.join(on)} set)"
     url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
     host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme != "http" else 80)
     try:
@@ -89,7 +90,8 @@ class BenchmarkTask(Task):
         self.tsv = tsv or {}
         self.official_rows = official_rows
         self.sizes = sizes
-        self.data_dir = Path(data_dir) if data_dir else (Path(os.environ[DATA_ENV]) if os.environ.get(DATA_ENV) else None)
+        data_dir = data_dir or os.environ.get(DATA_ENV) or None
+        self.data_dir = Path(data_dir).expanduser() if data_dir else None
         self._rows: dict[str, list[dict]] = {}
 
     # ------------------------------------------------------------------ sources

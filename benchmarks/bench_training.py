@@ -1,0 +1,589 @@
+#!/usr/bin/env python
+"""Training speed: this package's engine against Hugging Face PEFT prompt tuning + transformers' Trainer.
+
+One call (``make bench``) runs, on the same frozen backbone, the same task data in the same order, the same
+batch size, prompt length and prompt initialization:
+
+- ``ours-simple`` and ``ours-superpos``: the engine's own training step (``superpos.engine.train.Trainer.
+  train_step``: ``backbone.encode`` + ``backbone.loss`` + AdamW on the method's parameters);
+- ``peft-trainer``: ``peft.PromptTuningConfig`` (n = 10 virtual tokens, initialized with the very prompt the
+  ``simple`` arm starts from) trained by ``transformers.Trainer``, the data prepared as PEFT's causal-LM
+  prompt-tuning guide does it (input ids = input + label + eos, labels -100 on the input, every example
+  left-padded to one fixed ``max_length``; here the smallest one that cuts no example).
+
+Each arm lives in its own Python process (so its peak memory is its own), and the arms take turns step by
+step, the order rotating, so that a change of load on a shared machine hits every arm alike. Each process
+also times a float32 matmul microbenchmark (2048 x 2048 ``torch.mm``) before and after its steps: the
+hardware reference for the achieved FLOP/s. Steps are timed wall-clock, the optimizer step and the step's
+data preparation included; the warm-up step is dropped and medians are reported. After the same number of steps, every arm is scored the same way: greedy
+generation through the engine's evaluation path, scored by the task's scorer (PEFT's learned prompt is
+loaded into a ``simple`` method for that).
+
+FLOPs of one training step (causal LM, counted analytically; ``docs/SPEED.md`` explains):
+
+    4 * N_layers * B * S          linear layers: 2 forward + 2 backward (input gradients only, no weight grads)
+  + 12 * n_layers * B * S^2 * d   attention scores and mixing: 4 forward + 8 backward (full square counted)
+  + 4 * V * d * H                 LM head at H positions (ours: target tokens; PEFT/HF: every position)
+
+with B the batch, S the padded sequence length including the n prompt vectors, N_layers the parameters of
+the transformer blocks. ``torch.utils.flop_counter`` counts the matmul FLOPs of one step as a cross-check.
+
+The last line printed is ``speedup vs peft+trainer: X.XXx`` (examples/s of ours-simple over peft-trainer).
+Results go to ``results/bench/bench_training.json`` (and a timestamped copy).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+for _name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+    os.environ.setdefault(_name, "1")
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+ARMS = ("ours-simple", "peft-trainer", "ours-superpos")
+
+
+# ----------------------------------------------------------------------------- measurement helpers
+def matmul_peak(device, size: int = 2048, repeats: int = 10) -> float:
+    """Median FLOP/s of a float32 ``size x size`` matmul on ``device`` (2 warm-up calls first)."""
+    import torch
+
+    a = torch.randn(size, size, device=device)
+    b = torch.randn(size, size, device=device)
+    times = []
+    for i in range(repeats + 2):
+        sync(device)
+        started = time.perf_counter()
+        torch.mm(a, b)
+        sync(device)
+        if i >= 2:
+            times.append(time.perf_counter() - started)
+    return 2 * size ** 3 / statistics.median(times)
+
+
+def sync(device) -> None:
+    import torch
+
+    if getattr(device, "type", str(device)).startswith("cuda"):
+        torch.cuda.synchronize(device)
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class MemoryWatch:
+    """Peak memory while training: CUDA allocator peak, or resident set size sampled every 5 ms on CPU."""
+
+    def __init__(self, device):
+        import torch
+
+        self.device, self.cuda = device, device.type == "cuda"
+        self.baseline = rss_mb()
+        self.peak = self.baseline
+        self._stop = threading.Event()
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats(device)
+            self.baseline = torch.cuda.memory_allocated(device) / 2**20
+        else:
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, rss_mb())
+            time.sleep(0.005)
+
+    def stop(self) -> dict:
+        import torch
+
+        if self.cuda:
+            peak = torch.cuda.max_memory_allocated(self.device) / 2**20
+        else:
+            self._stop.set()
+            self._thread.join()
+            peak = max(self.peak, rss_mb())
+        return {"peak_mb": round(peak, 1), "before_training_mb": round(self.baseline, 1),
+                "training_extra_mb": round(peak - self.baseline, 1),
+                "kind": "cuda max_memory_allocated" if self.cuda else "process RSS, sampled every 5 ms"}
+
+
+def model_shape(model) -> dict:
+    """Sizes the FLOP formula needs: block parameters, layers, width, vocabulary (causal LMs)."""
+    config = model.config
+    blocks = getattr(getattr(model, "model", model), "layers", None)
+    block_params = sum(p.numel() for p in blocks.parameters()) if blocks is not None else None
+    return {"block_params": block_params, "n_layers": getattr(config, "num_hidden_layers", None),
+            "d": getattr(config, "hidden_size", None), "vocab": getattr(config, "vocab_size", None),
+            "total_params": sum(p.numel() for p in model.parameters())}
+
+
+def step_flops(shape: dict, batch: int, seq: int, head_positions: int) -> dict:
+    """Analytic FLOPs of one prompt-tuning step of a causal LM (module docstring)."""
+    linear = 4 * shape["block_params"] * batch * seq
+    attention = 12 * shape["n_layers"] * batch * seq * seq * shape["d"]
+    head = 4 * shape["vocab"] * shape["d"] * head_positions
+    return {"linear": linear, "attention": attention, "lm_head": head, "total": linear + attention + head}
+
+
+def counted_flops(fn) -> int:
+    """Matmul FLOPs of ``fn()`` (forward and backward) as torch's FLOP counter sees them."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+def summarize(times: list[float], examples: list[int], tokens: list[int], positions: list[int], warmup: int) -> dict:
+    t, e, k, p = times[warmup:], examples[warmup:], tokens[warmup:], positions[warmup:]
+    median = statistics.median(t)
+    return {"step_s_median": round(median, 4), "step_s_all": [round(x, 4) for x in times],
+            "warmup_steps": warmup, "timed_steps": len(t),
+            "examples_per_s": round(statistics.median([a / b for a, b in zip(e, t)]), 3),
+            "tokens_per_s": round(statistics.median([a / b for a, b in zip(k, t)]), 1),
+            "positions_per_s": round(statistics.median([a / b for a, b in zip(p, t)]), 1),
+            "real_tokens_per_step": round(statistics.mean(k), 1),
+            "computed_positions_per_step": round(statistics.mean(p), 1)}
+
+
+# ----------------------------------------------------------------------------- the arms
+def engine_trainer(args, method: str, store_root: str):
+    """The engine's own Trainer for this benchmark's run (loads task data, backbone, method)."""
+    from superpos.engine import ResultsStore, RunConfig
+    from superpos.engine.train import Trainer
+
+    config = RunConfig(backbone=args.backbone, task=args.task, method=method,
+                       method_config={"n_prompts": args.n_prompts}, batch_size=args.batch_size,
+                       max_steps=args.steps + args.warmup, eval_every=0, eval_limit=args.eval_limit,
+                       eval_batch_size=args.eval_batch_size, train_limit=args.train_limit,
+                       max_input_tokens=args.max_input_tokens, device=args.device, seed=args.seed).resolved()
+    return Trainer(config, config.run_hash(), ResultsStore(store_root), None, progress=False)
+
+
+def score_point(point: dict) -> dict:
+    return {"score": point["score"], "lenient_score": point["lenient_score"], "metrics": point["metrics"],
+            "invalid_rate": point["invalid_rate"]}
+
+
+class OursSession:
+    """The engine's training step, one call of :meth:`step` per optimizer step."""
+
+    def __init__(self, args, method: str, store_root: str):
+        self.args, self.method_name = args, method
+        self.trainer = engine_trainer(args, method, store_root)
+        self.device, self.backbone = self.trainer.device, self.trainer.backbone
+        self.total = args.steps + args.warmup
+        self.times, self.examples, self.tokens, self.positions, self.losses, self.shapes = [], [], [], [], [], []
+
+    def encode(self, examples):
+        return self.backbone.encode([e.input_text for e in examples], [e.target_text for e in examples],
+                                    max_input_tokens=self.trainer.config.max_input_tokens,
+                                    max_target_tokens=self.trainer.max_new_tokens)
+
+    def start(self) -> None:
+        self.watch = MemoryWatch(self.device)
+
+    def step(self) -> float:
+        trainer = self.trainer
+        batch_examples = trainer.batch_at(trainer.step)
+        sync(self.device)
+        started = time.perf_counter()
+        loss = trainer.train_step(batch_examples)
+        sync(self.device)
+        elapsed = time.perf_counter() - started
+        trainer.step += 1
+        batch = self.encode(batch_examples)  # shapes only, outside the timed region
+        n = trainer.method.n_prompts
+        seq = n + batch.input_ids.shape[1] + (batch.labels.shape[1] if self.backbone.kind == "causal" else 0)
+        self.times.append(elapsed)
+        self.losses.append(loss)
+        self.examples.append(len(batch_examples))
+        self.tokens.append(batch.token_count)
+        self.positions.append(len(batch_examples) * seq)
+        self.shapes.append((len(batch_examples), seq, int((batch.labels != -100).sum())))
+        return elapsed
+
+    def finish(self) -> dict:
+        args, trainer, backbone = self.args, self.trainer, self.backbone
+        memory = self.watch.stop()
+        result = {"arm": f"ours-{self.method_name}", "losses": [round(x, 4) for x in self.losses],
+                  **summarize(self.times, self.examples, self.tokens, self.positions, args.warmup), "memory": memory,
+                  "trainable_params": trainer.method.trainable_parameter_count()}
+        if backbone.kind == "causal":
+            shape = model_shape(backbone.model)
+            per_step = [step_flops(shape, b, s, h) for b, s, h in self.shapes[args.warmup:]]
+            flops = [f["total"] for f in per_step]
+            result["flops_per_step_analytic"] = statistics.mean(flops)
+            result["flops_breakdown"] = {k: statistics.mean(f[k] for f in per_step) for k in per_step[0]}
+            result["achieved_flops"] = statistics.median(f / t for f, t in zip(flops, self.times[args.warmup:]))
+            result["model_shape"] = shape
+        batch = self.encode(trainer.batch_at(args.warmup))
+        result["flops_counted_one_step"] = counted_flops(lambda: backbone.loss(batch, trainer.method).backward())
+        trainer.optimizer.zero_grad(set_to_none=True)
+        started = time.perf_counter()
+        point = trainer.evaluate_point()
+        result["eval"] = {**score_point(point), "examples": len(trainer.dev_examples),
+                          "seconds": round(time.perf_counter() - started, 2)}
+        result["device"] = str(self.device)
+        result["backbone"] = repr(backbone)
+        return result
+
+
+class PeftSession:
+    """PEFT prompt tuning + transformers' Trainer, the data prepared as PEFT's causal-LM prompt-tuning guide does.
+
+    ``Trainer.train()`` runs in a thread; a callback hands control back after every optimizer step, so the
+    orchestrator can interleave the arms step by step.
+    """
+
+    def __init__(self, args, store_root: str):
+        import queue
+
+        import torch
+        from datasets import Dataset
+        from peft import PromptTuningConfig, PromptTuningInit, get_peft_model
+        from torch.utils.data import SequentialSampler
+        from transformers import Trainer, TrainerCallback, TrainingArguments, default_data_collator
+
+        from superpos.backbones import SEPARATOR, TARGET_PREFIX
+
+        self.args = args
+        # The engine's trainer gives the same data, order, backbone weights and initial prompt as ours-simple.
+        engine = self.engine = engine_trainer(args, "simple", store_root)
+        backbone, device = engine.backbone, engine.device
+        self.device = device
+        if backbone.kind != "causal":
+            raise SystemExit("bench: the PEFT arm follows PEFT's causal-LM guide; use a causal backbone")
+        tokenizer, model = backbone.tokenizer, backbone.model
+        self.total = total = args.steps + args.warmup
+        ordered = [example for step in range(total) for example in engine.batch_at(step)]
+
+        # The guide's preprocessing: input + label (+ eos), labels -100 on the input, left-pad to max_length.
+        # Inputs are cut as the engine cuts them (max_input_tokens, separator kept): both see the same text.
+        room = args.max_input_tokens - len(backbone._input_prefix) - len(backbone._separator_ids)
+        separator = tokenizer(SEPARATOR, add_special_tokens=False).input_ids
+
+        def tokenized(example):
+            input_ids = (backbone._input_prefix + tokenizer(example.input_text, add_special_tokens=False).input_ids[:room]
+                         + separator)
+            label_ids = tokenizer(TARGET_PREFIX + example.target_text, add_special_tokens=False).input_ids
+            return input_ids, label_ids[: engine.max_new_tokens - 1] + [tokenizer.eos_token_id]
+
+        self.sequences = [tokenized(example) for example in ordered]
+        # max_length: the longest example of the whole training split, so that no example is ever cut.
+        self.max_length = max_length = max(sum(map(len, tokenized(e))) for e in engine.train_examples)
+        pad = tokenizer.pad_token_id
+        rows = {"input_ids": [], "attention_mask": [], "labels": []}
+        for input_ids, label_ids in self.sequences:
+            ids = input_ids + label_ids
+            labels = [-100] * len(input_ids) + label_ids
+            rows["input_ids"].append([pad] * (max_length - len(ids)) + ids)
+            rows["attention_mask"].append([0] * (max_length - len(ids)) + [1] * len(ids))
+            rows["labels"].append([-100] * (max_length - len(ids)) + labels)
+        self.dataset = Dataset.from_dict(rows).with_format("torch")
+
+        peft_config = PromptTuningConfig(task_type="CAUSAL_LM", prompt_tuning_init=PromptTuningInit.RANDOM,
+                                         num_virtual_tokens=args.n_prompts)
+        self.model = model
+        self.peft_model = peft_model = get_peft_model(model, peft_config)
+        with torch.no_grad():  # the same start as ours-simple: the vocab-sampled prompt the engine built
+            self.prompt_weight().copy_(engine.method.prompt_matrix().detach())
+        self.trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+
+        self.go: queue.Queue = queue.Queue()
+        self.done: queue.Queue = queue.Queue()
+        session = self
+
+        class Handover(TrainerCallback):
+            """Wait for the orchestrator before each step; report the step's wall time after it."""
+
+            def on_train_begin(self, *a, **k):
+                session.go_time = session.wait_go()
+
+            def on_step_end(self, args_, state, control, **k):
+                sync(device)
+                session.done.put(("ok", time.perf_counter() - session.go_time))
+                if state.global_step < total:
+                    session.go_time = session.wait_go()
+
+        class InOrderTrainer(Trainer):  # the engine's batches, in the engine's order
+            def _get_train_sampler(self, *a, **k):
+                return SequentialSampler(self.train_dataset)
+
+        training_args = TrainingArguments(
+            output_dir=tempfile.mkdtemp(prefix="bench-peft-"), per_device_train_batch_size=args.batch_size,
+            max_steps=total, learning_rate=engine.method.config.lr, weight_decay=engine.method.config.weight_decay,
+            lr_scheduler_type="constant", warmup_steps=0, max_grad_norm=0.0, optim="adamw_torch",
+            logging_steps=1, save_strategy="no", eval_strategy="no", report_to="none", disable_tqdm=True,
+            log_level="error", dataloader_num_workers=0, seed=args.seed, use_cpu=device.type != "cuda",
+            remove_unused_columns=False)
+        self.trainer = InOrderTrainer(model=peft_model, args=training_args, train_dataset=self.dataset,
+                                      data_collator=default_data_collator, callbacks=[Handover()])
+        self.times: list[float] = []
+
+    def prompt_weight(self):
+        return self.peft_model.prompt_encoder.default.embedding.weight
+
+    def wait_go(self) -> float:
+        self.go.get()
+        sync(self.device)
+        return time.perf_counter()
+
+    def _train(self) -> None:
+        try:
+            self.output = self.trainer.train()
+        except BaseException:  # noqa: BLE001 - handed to the orchestrator
+            import traceback
+
+            self.done.put(("error", traceback.format_exc()))
+
+    def start(self) -> None:
+        self.watch = MemoryWatch(self.device)
+        self.thread = threading.Thread(target=self._train, daemon=True)
+        self.thread.start()
+
+    def step(self) -> float:
+        self.go.put(1)
+        status, value = self.done.get()
+        if status != "ok":
+            raise RuntimeError(f"PEFT Trainer failed:\n{value}")
+        self.times.append(value)
+        return value
+
+    def finish(self) -> dict:
+        import torch
+
+        args, total = self.args, self.total
+        self.thread.join()
+        memory = self.watch.stop()
+        examples = [args.batch_size] * total
+        tokens = [sum(len(i) + len(l) for i, l in self.sequences[s * args.batch_size:(s + 1) * args.batch_size])
+                  for s in range(total)]
+        positions = [args.batch_size * (args.n_prompts + self.max_length)] * total
+        losses = [entry["loss"] for entry in self.trainer.state.log_history if "loss" in entry]
+        result = {"arm": "peft-trainer", "losses": [round(x, 4) for x in losses],
+                  **summarize(self.times, examples, tokens, positions, args.warmup), "memory": memory,
+                  "trainable_params": self.trainable, "max_length": self.max_length,
+                  "train_runtime": self.output.metrics.get("train_runtime")}
+        shape = model_shape(self.model)
+        per_step = step_flops(shape, args.batch_size, args.n_prompts + self.max_length,
+                              args.batch_size * (args.n_prompts + self.max_length))
+        result["flops_per_step_analytic"] = per_step["total"]
+        result["flops_breakdown"] = per_step
+        result["achieved_flops"] = statistics.median(per_step["total"] / t for t in self.times[args.warmup:])
+        first = {k: v.to(self.device) for k, v in self.dataset[args.warmup * args.batch_size:
+                                                               (args.warmup + 1) * args.batch_size].items()}
+        result["flops_counted_one_step"] = counted_flops(lambda: self.peft_model(**first).loss.backward())
+        self.peft_model.zero_grad(set_to_none=True)
+
+        # Score PEFT's learned prompt through the engine's evaluation path (same generation, same scorer).
+        engine = self.engine
+        with torch.no_grad():
+            engine.method.prompt.copy_(self.prompt_weight().detach())
+        engine.step = total
+        started = time.perf_counter()
+        point = engine.evaluate_point()
+        result["eval"] = {**score_point(point), "examples": len(engine.dev_examples),
+                          "seconds": round(time.perf_counter() - started, 2)}
+        result["device"] = str(self.device)
+        return result
+
+
+def arm_worker(arm: str, arg_values: dict, conn) -> None:
+    """One arm in its own process: build it, then obey the orchestrator (peak, start, step, finish)."""
+    import traceback
+
+    try:
+        import torch
+
+        args = argparse.Namespace(**arg_values)
+        torch.manual_seed(args.seed)
+        store_root = tempfile.mkdtemp(prefix="bench-store-")
+        session = PeftSession(args, store_root) if arm == "peft-trainer" else OursSession(args, arm.split("-", 1)[1],
+                                                                                           store_root)
+        conn.send(("ok", {"threads": torch.get_num_threads(), "device": str(session.device)}))
+        while True:
+            command = conn.recv()
+            if command == "peak":
+                conn.send(("ok", matmul_peak(session.device)))
+            elif command == "start":
+                session.start()
+                conn.send(("ok", None))
+            elif command == "step":
+                conn.send(("ok", session.step()))
+            elif command == "finish":
+                conn.send(("ok", session.finish()))
+                return
+    except BaseException:  # noqa: BLE001 - reported to the orchestrator
+        conn.send(("error", traceback.format_exc()))
+
+
+# ----------------------------------------------------------------------------- orchestration
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backbone", default="smollm2-135m")
+    parser.add_argument("--task", default="bbc-topic")
+    parser.add_argument("--steps", type=int, default=10, help="Timed steps per arm (after the warm-up).")
+    parser.add_argument("--warmup", type=int, default=1, help="Untimed warm-up steps (they still train).")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--n-prompts", type=int, default=10)
+    parser.add_argument("--max-input-tokens", type=int, default=256)
+    parser.add_argument("--train-limit", type=int, default=None)
+    parser.add_argument("--eval-limit", type=int, default=60, help="Validation examples scored per arm.")
+    parser.add_argument("--eval-batch-size", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", help="'auto' (CUDA when present), 'cpu' or 'cuda'.")
+    parser.add_argument("--arms", default=",".join(ARMS), help=f"Comma-separated subset of {', '.join(ARMS)}.")
+    parser.add_argument("--out", default=str(REPO / "results" / "bench"), help="Folder for the JSON results.")
+    return parser.parse_args(argv)
+
+
+def gflops(x: float) -> str:
+    return f"{x / 1e9:.1f}"
+
+
+class Arm:
+    """The orchestrator's handle on one arm's process."""
+
+    def __init__(self, name: str, args, context):
+        self.name = name
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=arm_worker, args=(name, vars(args), child), daemon=True)
+        self.process.start()
+        self.info = self.receive()
+        self.peaks: list[float] = []
+
+    def receive(self):
+        if not self.conn.poll(1800):
+            raise SystemExit(f"bench: arm {self.name} did not answer within 30 minutes")
+        status, value = self.conn.recv()
+        if status != "ok":
+            raise SystemExit(f"bench: arm {self.name} failed:\n{value}")
+        return value
+
+    def call(self, command: str):
+        self.conn.send(command)
+        return self.receive()
+
+
+def main(argv=None) -> int:
+    import multiprocessing
+
+    args = parse_args(argv)
+    arms = [a.strip() for a in args.arms.split(",") if a.strip()]
+    for arm in arms:
+        if arm not in ARMS:
+            raise SystemExit(f"bench: unknown arm {arm!r}; choose from {', '.join(ARMS)}")
+    started = time.perf_counter()
+    context = multiprocessing.get_context("spawn")
+    handles = {}
+    for name in arms:  # one after another: the first one may have to convert the backbone into the cache
+        print(f"[bench] loading {name} ...", file=sys.stderr, flush=True)
+        handles[name] = Arm(name, args, context)
+    total = args.steps + args.warmup
+    for handle in handles.values():
+        handle.peaks.append(handle.call("peak"))
+        handle.call("start")
+    for step in range(total):  # interleaved, the order rotating, so load drift hits every arm alike
+        order = arms[step % len(arms):] + arms[:step % len(arms)]
+        times = {name: handles[name].call("step") for name in order}
+        print(f"[bench] step {step + 1}/{total}: " + ", ".join(f"{n} {t:.2f}s" for n, t in times.items()),
+              file=sys.stderr, flush=True)
+    for handle in handles.values():
+        handle.peaks.append(handle.call("peak"))
+    results = {}
+    for name, handle in handles.items():
+        print(f"[bench] evaluating {name} ...", file=sys.stderr, flush=True)
+        results[name] = {**handle.call("finish"), "matmul_peak_flops": handle.peaks, **handle.info}
+        handle.process.join(timeout=60)
+    return report(args, arms, results, started)
+
+
+def report(args, arms, results, started) -> int:
+    peaks = [p for r in results.values() for p in r["matmul_peak_flops"]]
+    peak = statistics.median(peaks)
+    lines = [f"bench: {args.backbone} on {args.task}, batch {args.batch_size}, n_prompts {args.n_prompts}, "
+             f"{args.steps} timed steps after {args.warmup} warm-up, {results[arms[0]]['device']}, "
+             f"{results[arms[0]]['threads']} threads",
+             f"matmul peak (fp32 2048^3 torch.mm, median of {len(peaks)} runs in the arms' processes): "
+             f"{gflops(peak)} GFLOP/s (range {gflops(min(peaks))}-{gflops(max(peaks))})",
+             "",
+             f"{'arm':<15}{'step s':>8}{'ex/s':>8}{'tok/s':>8}{'pos/step':>10}{'GFLOP/step':>12}"
+             f"{'GFLOP/s':>9}{'of peak':>8}{'mem MB':>9}{'+train MB':>10}{'score':>7}{'lenient':>8}{'loss':>8}"]
+    for arm in arms:
+        r = results[arm]
+        own_peak = statistics.median(r["matmul_peak_flops"])
+        achieved = r.get("achieved_flops")
+        lines.append(
+            f"{arm:<15}{r['step_s_median']:>8.3f}{r['examples_per_s']:>8.2f}{r['tokens_per_s']:>8.0f}"
+            f"{r['computed_positions_per_step']:>10.0f}"
+            f"{gflops(r.get('flops_per_step_analytic', 0)):>12}"
+            f"{(gflops(achieved) if achieved else '-'):>9}"
+            f"{(f'{achieved / own_peak:.0%}' if achieved else '-'):>8}"
+            f"{r['memory']['peak_mb']:>9.0f}{r['memory']['training_extra_mb']:>10.0f}"
+            f"{r['eval']['score']:>7.1f}{r['eval']['lenient_score']:>8.1f}{r['losses'][-1]:>8.3f}")
+    summary = {}
+    if "peft-trainer" in results:
+        base = results["peft-trainer"]
+        lines.append("")
+        lines.append(f"peft-trainer pads every example to max_length={base['max_length']} "
+                     f"(+{args.n_prompts} virtual tokens); eval on {base['eval']['examples']} validation examples, "
+                     f"greedy generation, the task's scorer")
+        for arm in arms:
+            if arm == "peft-trainer":
+                continue
+            r = results[arm]
+            ratio = r["examples_per_s"] / base["examples_per_s"]
+            summary[arm] = {"examples_per_s_ratio": round(ratio, 3),
+                            "tokens_per_s_ratio": round(r["tokens_per_s"] / base["tokens_per_s"], 3),
+                            "flops_per_step_ratio": round(r.get("flops_per_step_analytic", 0)
+                                                          / base["flops_per_step_analytic"], 3),
+                            "peak_memory_ratio": round(r["memory"]["peak_mb"] / base["memory"]["peak_mb"], 3),
+                            "training_extra_memory_ratio": round(r["memory"]["training_extra_mb"]
+                                                                 / max(base["memory"]["training_extra_mb"], 1e-9), 3),
+                            "score_delta": round(r["eval"]["score"] - base["eval"]["score"], 2)}
+            lines.append(f"{arm} / peft-trainer: examples/s {ratio:.2f}x, tokens/s "
+                         f"{summary[arm]['tokens_per_s_ratio']:.2f}x, FLOPs/step {summary[arm]['flops_per_step_ratio']:.2f}x, "
+                         f"training memory {summary[arm]['training_extra_memory_ratio']:.2f}x, "
+                         f"score {r['eval']['score']:.1f} vs {base['eval']['score']:.1f}")
+    for arm in arms:
+        r = results[arm]
+        if "flops_per_step_analytic" in r:
+            lines.append(f"{arm}: FLOPs/step analytic {gflops(r['flops_per_step_analytic'])} G, torch flop counter "
+                         f"(one step) {gflops(r['flops_counted_one_step'])} G")
+    lines.append(f"total wall time {time.perf_counter() - started:.0f} s")
+
+    payload = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "args": vars(args),
+               "matmul_peak_flops_median": peak, "arms": results, "ratios": summary}
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    text = json.dumps(payload, indent=1, default=float) + "\n"
+    (out_dir / "bench_training.json").write_text(text)
+    (out_dir / f"bench_training-{stamp}.json").write_text(text)
+    lines.append(f"results: {out_dir / 'bench_training.json'}")
+    print("\n".join(lines))
+    if "peft-trainer" in results and "ours-simple" in results:
+        print(f"speedup vs peft+trainer: {summary['ours-simple']['examples_per_s_ratio']:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

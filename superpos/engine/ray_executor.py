@@ -1,0 +1,201 @@
+"""Hand a grid's runs to Ray: a local Ray instance by default, or a cluster at ``address``.
+
+One Ray task per run, holding one CPU slot (``num_cpus=1``) or, when the cluster has GPUs and the run
+may use one, one GPU (``num_gpus=1``). The worker calls :func:`superpos.engine.train.run` itself, so it
+writes its record (and prompt, and checkpoints) through :class:`ResultsStore` atomically; the store
+root must therefore be a folder every worker sees (the machine itself for a local Ray, a shared file
+system on a cluster). The driver also writes a worker's returned record when the store lacks it, so
+the numbers come back even without a shared file system (the exported prompt then stays on the worker).
+
+Failures:
+
+- a run that raises is recorded as ``failed`` (retryable) by the worker and the grid goes on;
+- a worker process that dies (OOM kill, segfault, preempted node) is retried by Ray up to
+  ``max_retries`` times; a retried run resumes from its last checkpoint (written at every eval point).
+  When the retries are spent, the driver writes a ``failed`` record saying so. Every other run's
+  record is written by its own worker, so none is lost.
+
+Dependencies: ATTEMPT runs (configs with non-empty ``sources``) are submitted only once every source
+run has a ``done`` record; when a source fails, its dependents are recorded as failed without running.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from .config import RunConfig, as_run_config
+from .grid import GridResult, failed_record
+from .store import ResultsStore
+
+#: Environment variables a worker needs to see the same data, cache and offline settings as the driver.
+FORWARDED_VARIABLES = ("SUPERPOS_DATA", "SUPERPOS_CACHE", "SUPERPOS_RESULTS", "HF_HUB_OFFLINE",
+                       "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HOME", "TQDM_DISABLE")
+DEFAULT_MAX_RETRIES = 2
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise ImportError("executor: Ray is not installed; install the extra with `pip install -e '.[ray]'` "
+                          "or use --executor local") from None
+    return ray
+
+
+def _is_cached(record: dict | None, retry_failed: bool) -> bool:
+    """The same rule as ``train.run``: a done record, or a failed one that is not to be retried."""
+    return record is not None and (record["status"] == "done" or not (retry_failed or record.get("retryable")))
+
+
+def execute_run(config: dict, store_root: str, retry_failed: bool, run_fn: Callable[..., dict] | None = None) -> dict:
+    """What a Ray worker does for one run: run it, record it (failed on any exception), return the record."""
+    from .train import run as run_one
+
+    store = ResultsStore(Path(store_root))
+    config_obj = as_run_config(config)
+    try:
+        record = (run_fn or run_one)(config_obj, store, retry_failed=retry_failed, progress=False)
+    except Exception as error:  # one run's failure must not end the grid
+        record = failed_record(config_obj, error)
+        store.put(record)
+    record = dict(record)
+    record["worker"] = {"pid": os.getpid(), "host": os.uname().nodename}
+    return record
+
+
+def _init_ray(ray, address: str | None) -> bool:
+    """Connect to ``address`` or start a local Ray; returns True when this call started it (and must stop it)."""
+    if ray.is_initialized():
+        return False
+    env_vars = {name: os.environ[name] for name in FORWARDED_VARIABLES if name in os.environ}
+    kwargs: dict[str, Any] = {"runtime_env": {"env_vars": env_vars}, "log_to_driver": False}
+    if address:
+        ray.init(address=address, **kwargs)
+    else:
+        ray.init(include_dashboard=False, **kwargs)
+    return True
+
+
+def _wants_gpu(config: RunConfig, cluster_gpus: float) -> bool:
+    return cluster_gpus > 0 and (config.device == "auto" or config.device.startswith("cuda"))
+
+
+def run_configs_on_ray(configs: Iterable[RunConfig], store: ResultsStore, address: str | None = None,
+                       retry_failed: bool = False, progress: bool = True, *, max_retries: int = DEFAULT_MAX_RETRIES,
+                       run_fn: Callable[..., dict] | None = None, poll_seconds: float = 1.0) -> GridResult:
+    """Run ``configs`` as Ray tasks against ``store``; return the grid's records and counts.
+
+    ``configs`` come in dependency order (``expand`` puts sources first); a config whose ``sources``
+    are not all done in the store yet waits until they are. ``run_fn`` replaces ``train.run`` (tests).
+    """
+    from tqdm.auto import tqdm
+
+    ray = _import_ray()
+    configs = [as_run_config(config).resolved() for config in configs]
+    store.ensure_writable()
+    store_root = str(Path(store.root).resolve())
+    started_here = _init_ray(ray, address)
+    try:
+        cluster_gpus = float(ray.cluster_resources().get("GPU", 0))
+        remote = ray.remote(execute_run)
+        env_vars = {name: os.environ[name] for name in FORWARDED_VARIABLES if name in os.environ}
+
+        hashes = [config.run_hash() for config in configs]
+        records: dict[str, dict] = {}
+        result = GridResult(records=[])
+        bar = tqdm(total=len(configs), desc="runs (ray)", file=sys.stderr, disable=not progress, dynamic_ncols=True)
+
+        def settle(run_hash: str, record: dict, kind: str) -> None:
+            records[run_hash] = record
+            if kind == "cached":
+                result.cached += 1
+            elif record["status"] == "done":
+                result.done += 1
+            else:
+                result.failed += 1
+            bar.update(1)
+
+        waiting: list[tuple[str, RunConfig]] = []
+        for run_hash, config in zip(hashes, configs):
+            existing = store.get(run_hash)
+            if _is_cached(existing, retry_failed):
+                settle(run_hash, {**existing, "cached": True}, "cached" if existing["status"] == "done" else "failed")
+            elif run_hash not in {h for h, _ in waiting}:
+                waiting.append((run_hash, config))
+
+        in_flight: dict[Any, tuple[str, RunConfig]] = {}
+
+        def submit_ready() -> None:
+            still_waiting = []
+            for run_hash, config in waiting:
+                blocked = False
+                for source in config.sources:
+                    state = records.get(source)
+                    if state is None:
+                        stored = store.get(source)
+                        if stored is not None and stored["status"] == "done":
+                            continue
+                        if source in hashes:  # a run of this grid: wait for it
+                            blocked = True
+                            break
+                        # not part of this grid and not done: train.run raises RunError, recorded as failed
+                    elif state["status"] != "done":
+                        record = failed_record(config, RuntimeError(f"source run {source} failed: "
+                                                                    f"{state.get('reason')}"))
+                        store.put(record)
+                        settle(run_hash, record, "failed")
+                        blocked = None
+                        break
+                if blocked is None:
+                    continue
+                if blocked:
+                    still_waiting.append((run_hash, config))
+                    continue
+                options = {"num_cpus": 1, "num_gpus": 1 if _wants_gpu(config, cluster_gpus) else 0,
+                           "max_retries": max_retries, "retry_exceptions": False}
+                if env_vars:
+                    options["runtime_env"] = {"env_vars": env_vars}
+                ref = remote.options(**options).remote(config.to_dict(), store_root, retry_failed, run_fn)
+                in_flight[ref] = (run_hash, config)
+            waiting[:] = still_waiting
+
+        submit_ready()
+        try:
+            while in_flight or waiting:
+                if not in_flight:  # everything left waits on sources that never ran (should not happen)
+                    for run_hash, config in waiting:
+                        record = failed_record(config, RuntimeError("sources never finished"))
+                        store.put(record)
+                        settle(run_hash, record, "failed")
+                    waiting.clear()
+                    break
+                done_refs, _ = ray.wait(list(in_flight), num_returns=1, timeout=poll_seconds)
+                for ref in done_refs:
+                    run_hash, config = in_flight.pop(ref)
+                    try:
+                        record = ray.get(ref)
+                        if store.get(run_hash) is None:  # no shared file system: keep the numbers anyway
+                            store.put({key: value for key, value in record.items() if key not in ("cached", "worker")})
+                    except Exception as error:  # the worker died max_retries + 1 times, or Ray lost the task
+                        record = failed_record(config, error)
+                        record["reason"] = (f"worker died {max_retries + 1} time(s), retries spent: "
+                                            f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
+                        store.put(record)
+                    settle(run_hash, record, "cached" if record.get("cached") and record["status"] == "done" else "")
+                    bar.set_postfix_str(config.label(), refresh=False)
+                if done_refs:
+                    submit_ready()
+        except KeyboardInterrupt:
+            for ref in in_flight:
+                ray.cancel(ref, force=True)
+            raise
+        finally:
+            bar.close()
+        result.records = [records[h] for h in dict.fromkeys(hashes) if h in records]
+        return result
+    finally:
+        if started_here:
+            ray.shutdown()

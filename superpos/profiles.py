@@ -1,0 +1,249 @@
+"""Profiles: the one place budgets live. Every notebook takes one parameter, ``profile``.
+
+- ``paper``: the paper's setting (§4.4) on GPU runners with network: T5 v1.1 LM-adapted Small and Base from
+  the hub, the 13 GLUE/SuperGLUE tasks, 80 epochs, batch 32, every method with dropout on and off.
+- ``offline``: the embedded default backbone (SmolLM2-135M) on the offline BBC suite, every method, three
+  seeds; sized for about an hour on one GPU.
+- ``quick``: the default of ``make reproduce``: the embedded default on two offline tasks, one seed and a
+  few dozen steps per run, so all seven notebooks finish within 30 minutes on a 2-core CPU. It checks the
+  pipeline end to end; its numbers are not conclusions.
+- ``smoke``: a tiny random T5 on two offline tasks, seconds per notebook; for the tests.
+
+:func:`notebook_grid` gives each notebook's :class:`~superpos.engine.GridSpec` for a profile. Notebooks share
+runs: the same run config has the same hash, so a run one notebook trained is served from the store to
+the next (``02``'s dropout-off rows are ``01``'s runs, ``03``'s m = 128 is ``01``'s SuperPos, ``05``
+re-reads ``01`` and ``02``, ``06``'s n = 10 vocab-init run is ``01``'s simple prompt, ``07``'s full EPT
+is ``01``'s).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Sequence
+
+from .engine import GridSpec, expand
+
+NOTEBOOKS = ("01_method", "02_dropout_ablation", "03_m_ablation", "04_softmax_variant", "05_stability_analysis",
+             "06_prompt_tuning_baselines", "07_ept")
+PROMPT_METHODS = ("simple", "residual", "attempt", "superpos", "ept")
+#: Table 1's full fine-tuning row is run with the backbone's dropout on only (✓), as in the paper.
+FULL_FT = {"method": "full", "dropout": [True]}
+#: Table 2 compares the methods evaluated on every task: ATTEMPT skips its source tasks (paper's note).
+TABLE2_METHODS = ("simple", "residual", "superpos")
+#: EPT's ablation stages (seed 004): decomposition only, + prompt fusion, + multi-space projection (= EPT).
+EPT_STAGES = ({"fusion": False, "projection": False}, {"fusion": True, "projection": False}, {})
+
+PAPER_TASKS = ("qqp", "qnli", "mnli", "sst2", "stsb", "mrpc", "cola", "multirc", "rte", "cb", "copa", "wic", "boolq")
+BBC_TASKS = ("bbc-topic", "bbc-same-topic", "bbc-next", "bbc-copa", "bbc-sts", "bbc-multirc")
+T5_SMALL, T5_BASE = "google/t5-small-lm-adapt", "google/t5-base-lm-adapt"
+
+
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    """A budget for every notebook. ``budget`` holds :class:`~superpos.engine.RunConfig` fields shared by
+    all runs; ``scopes`` narrows a notebook's tasks or backbones (``{notebook: {"tasks": [...]}}``)."""
+
+    name: str
+    description: str
+    note: str                                # said in every caption: what this budget can and cannot show
+    backbones: tuple[str, ...]
+    tasks: tuple[str, ...]
+    seeds: tuple[int, ...]
+    budget: dict[str, Any]
+    task_budget: dict[str, dict] = dataclasses.field(default_factory=dict)
+    attempt_sources: tuple[str, ...] = ()
+    m_values: tuple[int, ...] = (1, 4, 16, 64, 128, 256)
+    prompt_lengths: tuple[int, ...] = (1, 5, 10, 20)
+    inits: tuple[str, ...] = ("uniform", "vocab", "labels")
+    scopes: dict[str, dict] = dataclasses.field(default_factory=dict)
+    curve_tasks: tuple[str, ...] | None = None  # tasks drawn in learning-curve figures (None: all)
+    cell_timeout_s: int | None = 3600           # papermill's per-cell limit in `make reproduce`
+    hardware: str = ""
+    expected_minutes: float | None = None
+
+    def runs(self) -> int:
+        """How many distinct runs all notebooks together ask for (shared runs counted once)."""
+        return len({config.run_hash() for notebook in NOTEBOOKS for config in expand(notebook_grid(notebook, self))})
+
+
+QUICK_BUDGET = dict(epochs=1, max_steps=16, batch_size=8, eval_every=8, eval_batch_size=48, train_limit=128,
+                    eval_limit=48, max_input_tokens=64, dropout_rate=0.1, protocol="paper")
+
+PROFILES: dict[str, Profile] = {
+    "paper": Profile(
+        name="paper",
+        description="The paper's setting: T5 v1.1 LM-adapted Small and Base (hub), the 13 GLUE/SuperGLUE tasks, "
+                    "80 epochs, batch 32, dropout on and off (needs GPUs and network).",
+        note="The paper's protocol (§4.4): 80 epochs, AdamW without scheduler, best epoch on validation.",
+        backbones=(T5_SMALL, T5_BASE),
+        tasks=PAPER_TASKS,
+        seeds=(0,),
+        budget=dict(epochs=80, batch_size=32, eval_every=0, eval_batch_size=128, max_input_tokens=256,
+                    protocol="paper", dtype="fp32"),
+        attempt_sources=("qqp", "qnli", "mnli", "sst2"),  # §4.4: ATTEMPT's source prompts, left out of its evaluation
+        m_values=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+        prompt_lengths=(1, 5, 10, 20, 100, 150),          # Lester et al. Fig. 3(a), plus the paper's 10
+        scopes={
+            # Figure 2 uses T5v1.1 Base LM-Adapted; Table 3's softmax row is T5v1.1 Small.
+            "03_m_ablation": {"backbones": (T5_BASE,), "tasks": ("mrpc", "stsb", "cola", "rte", "cb", "copa", "wic")},
+            "04_softmax_variant": {"backbones": (T5_SMALL,)},
+            "06_prompt_tuning_baselines": {"backbones": (T5_SMALL,),
+                                           "tasks": ("mrpc", "cola", "rte", "cb", "copa", "wic", "boolq")},
+        },
+        curve_tasks=("mrpc", "stsb", "cola", "rte", "cb", "copa", "wic", "boolq"),
+        cell_timeout_s=None,
+        hardware="A100/H100-class GPUs with network (the paper: ~1000 A100 GPU hours)",
+    ),
+    "offline": Profile(
+        name="offline",
+        description="The embedded default (SmolLM2-135M) on the six offline BBC tasks, every method, 3 seeds; "
+                    "about an hour on one GPU.",
+        note="Offline stand-in: SmolLM2-135M (causal) instead of T5 and BBC-made tasks instead of GLUE/SuperGLUE, "
+             "a few hundred steps per run: differences between methods are meaningful where they exceed the "
+             "seeds' spread; absolute numbers are not comparable with the paper's.",
+        backbones=("smollm2-135m",),
+        tasks=BBC_TASKS,
+        seeds=(0, 1, 2),
+        budget=dict(epochs=4, max_steps=250, batch_size=16, eval_every=50, eval_batch_size=128, train_limit=1000,
+                    eval_limit=200, max_input_tokens=128, dropout_rate=0.1, protocol="paper", dtype="bf16"),
+        attempt_sources=("bbc-topic", "bbc-same-topic"),
+        m_values=(1, 4, 16, 64, 128, 256),
+        prompt_lengths=(1, 5, 10, 20, 50),
+        scopes={name: {"tasks": ("bbc-topic", "bbc-next", "bbc-sts")}
+                for name in ("03_m_ablation", "04_softmax_variant", "06_prompt_tuning_baselines", "07_ept")},
+        cell_timeout_s=3 * 3600,
+        hardware="one GPU (H100-class)",
+        expected_minutes=60,
+    ),
+    "quick": Profile(
+        name="quick",
+        description="The default of `make reproduce`: SmolLM2-135M on two offline BBC tasks, 1 seed, 16 steps "
+                    "per run; all notebooks within 30 minutes on a 2-core CPU.",
+        note="Small budget (CPU, minutes): it exercises every method and analysis end to end; at 16 steps per run "
+             "the scores are near chance and differences between methods are not conclusions.",
+        backbones=("smollm2-135m",),
+        tasks=("bbc-topic", "bbc-same-topic"),
+        seeds=(0,),
+        budget=dict(QUICK_BUDGET),
+        attempt_sources=("bbc-topic",),
+        m_values=(1, 16, 128, 256),
+        prompt_lengths=(1, 10, 20),
+        scopes={name: {"tasks": ("bbc-topic",)}
+                for name in ("03_m_ablation", "04_softmax_variant", "06_prompt_tuning_baselines", "07_ept")},
+        cell_timeout_s=1800,
+        hardware="a 2-core CPU",
+        expected_minutes=30,
+    ),
+    "smoke": Profile(
+        name="smoke",
+        description="A tiny random T5 on two offline tasks, 2 steps per run; seconds per notebook, for the tests.",
+        note="Smoke test: a random tiny model, 2 steps; the numbers mean nothing.",
+        backbones=("tiny-t5",),
+        tasks=("bbc-topic", "bbc-same-topic"),
+        seeds=(0,),
+        budget=dict(epochs=1, max_steps=2, batch_size=4, eval_every=1, eval_batch_size=16, train_limit=8,
+                    eval_limit=8, max_input_tokens=32, dropout_rate=0.1, protocol="paper"),
+        attempt_sources=("bbc-topic",),
+        m_values=(1, 128),
+        prompt_lengths=(1, 10),
+        scopes={name: {"tasks": ("bbc-topic",)}
+                for name in ("03_m_ablation", "04_softmax_variant", "06_prompt_tuning_baselines", "07_ept")},
+        cell_timeout_s=300,
+        hardware="any CPU",
+        expected_minutes=2,
+    ),
+}
+
+
+def get_profile(profile: str | Profile) -> Profile:
+    """The profile of that name; ``ValueError`` naming the known ones otherwise."""
+    if isinstance(profile, Profile):
+        return profile
+    if profile not in PROFILES:
+        raise ValueError(f"profile: unknown profile {profile!r}; known: {', '.join(PROFILES)}")
+    return PROFILES[profile]
+
+
+def notebook_name(notebook: str) -> str:
+    """``"01"``, ``"01_method"``, ``"01_method.ipynb"``, ``"notebooks/01_method.ipynb"`` -> ``"01_method"``."""
+    stem = str(notebook).rsplit("/", 1)[-1].removesuffix(".ipynb")
+    matches = [name for name in NOTEBOOKS if name == stem or name.split("_", 1)[0] == stem]
+    if len(matches) != 1:
+        raise ValueError(f"notebook: unknown notebook {notebook!r}; known: {', '.join(NOTEBOOKS)}")
+    return matches[0]
+
+
+def superpos_m(m: int, n_prompts: int = 10) -> dict:
+    """SuperPos config for the m ablation. The default ``p'`` start (one-hot: prompt ``i`` = sampled token
+    ``i``) needs ``m >= n``; below that ``p'`` starts as N(0, 1/m) and the label says so."""
+    return {"m": m} if m >= n_prompts else {"m": m, "weights_init": "normal"}
+
+
+def notebook_methods(notebook: str, profile: str | Profile = "quick") -> tuple[list, list]:
+    """``(methods, dropout)``: the method entries and the dropout axis of a notebook's grid."""
+    p = get_profile(profile)
+    name = notebook_name(notebook)
+    if name == "01_method":
+        return [*PROMPT_METHODS, FULL_FT], [False]
+    if name == "02_dropout_ablation":
+        return list(PROMPT_METHODS), [False, True]
+    if name == "03_m_ablation":
+        return [{"method": "superpos", "config": superpos_m(m)} for m in p.m_values], [False]
+    if name == "04_softmax_variant":
+        return ["superpos", {"method": "superpos", "config": {"softmax": True}}], [False]
+    if name == "05_stability_analysis":
+        return [*TABLE2_METHODS, FULL_FT], [False, True]
+    if name == "06_prompt_tuning_baselines":
+        lengths = [{"method": "simple", "config": {"n_prompts": n}} for n in p.prompt_lengths]
+        inits = [{"method": "simple", "config": {"init": init}} for init in p.inits]
+        return lengths + inits, [False]
+    if name == "07_ept":
+        return [*({"method": "ept", "config": stage} for stage in EPT_STAGES), "superpos"], [False]
+    raise AssertionError(name)
+
+
+def notebook_grid(notebook: str, profile: str | Profile = "quick", *, tasks: Sequence[str] | None = None,
+                  seeds: Sequence[int] | None = None, backbones: Sequence[str] | None = None) -> GridSpec:
+    """The grid a notebook runs under a profile. ``tasks``/``seeds``/``backbones`` override the profile's
+    (a notebook's parameters; ``None`` keeps the profile's)."""
+    p = get_profile(profile)
+    name = notebook_name(notebook)
+    scope = p.scopes.get(name, {})
+    methods, dropout = notebook_methods(name, p)
+    uses_attempt = any((m if isinstance(m, str) else m["method"]) == "attempt" for m in methods)
+    return GridSpec(
+        backbones=list(backbones or scope.get("backbones") or p.backbones),
+        tasks=list(tasks or scope.get("tasks") or p.tasks),
+        methods=methods,
+        dropout=dropout,
+        seeds=list(seeds if seeds is not None else p.seeds),
+        attempt_sources=list(p.attempt_sources) if uses_attempt else [],
+        budget=dict(p.budget),
+        task_budget={task: dict(values) for task, values in p.task_budget.items()},
+    )
+
+
+def _train_size(task: str) -> int:
+    """Training rows of a task before ``train_limit`` (the hub's sizes; the BBC suite's default)."""
+    from .tasks import GLUE_SPECS, SUPERGLUE_SPECS
+    from .tasks.offline import DEFAULT_TRAIN_SIZE
+
+    spec = {**GLUE_SPECS, **SUPERGLUE_SPECS}.get(task)
+    return spec["sizes"][0] if spec else DEFAULT_TRAIN_SIZE
+
+
+def estimated_steps(profile: str | Profile) -> dict[str, int]:
+    """Optimizer steps all notebooks together train (shared runs counted once), by method, plus ``total``
+    and ``runs``."""
+    p = get_profile(profile)
+    seen: dict[str, Any] = {}
+    for notebook in NOTEBOOKS:
+        for config in expand(notebook_grid(notebook, p)):
+            seen.setdefault(config.run_hash(), config)
+    steps: dict[str, int] = {}
+    for config in seen.values():
+        rows = min(config.train_limit or 10**12, _train_size(config.task))
+        count = min(config.epochs * -(-rows // config.batch_size), config.max_steps or 10**12)
+        steps[config.method] = steps.get(config.method, 0) + count
+    steps["total"] = sum(steps.values())
+    steps["runs"] = len(seen)
+    return steps

@@ -1,0 +1,31 @@
+"""Report: records -> tables, figures, and the paper's numbers beside ours. Notebooks call only these.
+
+Flow (one way): ``superpos.engine.load_records`` (one row per run) -> :func:`task_scores` (seeds averaged,
+one row per setting x task) -> a table (:func:`method_table`, :func:`factor_table`, :func:`stability_table`,
+:func:`beside_paper`) or a figure (:mod:`.figures`) -> :func:`publish_table` / :func:`publish_figure`
+(files under ``results/<profile>/``, with a :func:`caption` naming model, data, budget and seeds).
+
+Modules: ``tables`` (Table 1 layout, ablations, curves), ``stability`` (standardized overall scoring,
+Table 2; weight similarity, Figure 2d), ``figures``, ``paper`` (the paper's Tables 1-3 as data),
+``readout`` (nearest-token readouts of prompts), ``output`` (captions and files).
+"""
+from .figures import plot_curves, plot_factor, plot_similarity, plot_standardized
+from .output import Published, caption, markdown_table, output_dir, publish_figure, publish_table
+from .paper import PAPER_MODELS, paper_model, paper_table2, paper_task_scores, paper_values
+from .readout import nearest_tokens, readout_table
+from .stability import (beside_paper_table2, distinctiveness, paper_table2_check, stability_table,
+                        standardized_overall, standardized_scores, weight_similarity)
+from .tables import (beside_paper, cost_table, factor_table, learning_curves, loss_curves, method_label,
+                     method_table, paper_table, select, task_label, task_order, task_scores, variant_label,
+                     with_variants)
+
+__all__ = [
+    "plot_curves", "plot_factor", "plot_similarity", "plot_standardized",
+    "Published", "caption", "markdown_table", "output_dir", "publish_figure", "publish_table",
+    "PAPER_MODELS", "paper_model", "paper_table2", "paper_task_scores", "paper_values",
+    "nearest_tokens", "readout_table",
+    "beside_paper_table2", "distinctiveness", "paper_table2_check", "stability_table", "standardized_overall",
+    "standardized_scores", "weight_similarity",
+    "beside_paper", "cost_table", "factor_table", "learning_curves", "loss_curves", "method_label", "method_table",
+    "paper_table", "select", "task_label", "task_order", "task_scores", "variant_label", "with_variants",
+]

