@@ -362,8 +362,8 @@ class Backbone:
             # Rows past the tokenizer (T5's padding rows) are never a token: a random model could pick them.
             token = step(previous)[:, :producible].argmax(-1)                   # [B]
             token = torch.where(finished, torch.full_like(token, self.eos_token_id), token)
-            for i, t in enumerate(token.tolist()):
-                if not finished[i] and t != self.eos_token_id:
+            for i, (t, done) in enumerate(zip(token.tolist(), finished.tolist())):  # one device sync
+                if not done and t != self.eos_token_id:
                     out[i].append(t)
             finished |= token == self.eos_token_id
             if bool(finished.all()):

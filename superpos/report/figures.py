@@ -55,42 +55,61 @@ def _series_label(row_or_key: dict, hue: str) -> str:
     return str(row_or_key[hue])
 
 
+def _colors(labels) -> dict:
+    """One colour per series label, the same in every panel of a figure."""
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    if len(labels) > len(cycle):
+        cycle = [plt.get_cmap("tab20")(i % 20) for i in range(len(labels))]
+    return {label: cycle[i] for i, label in enumerate(labels)}
+
+
+def _pad_limits(ax, values) -> None:
+    """Keep at least a 5-point span on a percentage axis (flat curves otherwise get a ±0.05 axis)."""
+    values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if values and max(values) - min(values) < 5:
+        middle = (max(values) + min(values)) / 2
+        ax.set_ylim(middle - 2.5, middle + 2.5)
+
+
 def plot_curves(curves: pd.DataFrame, *, hue: str = "variant", x: str = "step", tasks=None, columns: int = 4):
     """Validation score against training steps, one panel per (backbone, task), one line per ``hue``
     (``variant``, ``dropout`` or ``setting``), the mean over seeds with a band of ± one std."""
-    if curves.empty:
-        return _empty("no evaluation points (no finished runs)")
+    from matplotlib.ticker import MaxNLocator
+
     if tasks is not None:
         curves = curves[curves["task"].isin(list(tasks))]
+    if curves.empty:
+        return _empty("no evaluation points (no finished runs)")
     panels = [(b, t) for b in dict.fromkeys(curves["backbone"]) for t in task_order(curves[curves["backbone"] == b]["task"])]
+    series = sorted({(m, v, bool(d)) for m, v, d in zip(curves["method"], curves["variant"], curves["dropout"])},
+                    key=lambda k: (variant_key(k[1]), k[2]))
+    labels = list(dict.fromkeys(_series_label(dict(zip(["method", "variant", "dropout"], key)), hue) for key in series))
+    colors = _colors(labels)
     fig, axes = _grid(len(panels), columns=columns)
     several_backbones = curves["backbone"].nunique() > 1
     for ax, (backbone, task) in zip(axes, panels):
         panel = curves[(curves["backbone"] == backbone) & (curves["task"] == task)]
-        for key, group in panel.groupby(["method", "variant", "dropout"], sort=False):
+        for key in series:
+            group = panel[(panel["method"] == key[0]) & (panel["variant"] == key[1]) & (panel["dropout"] == key[2])]
+            if group.empty:
+                continue
             label = _series_label(dict(zip(["method", "variant", "dropout"], key)), hue)
             stats = group.groupby(x)["score"].agg(["mean", "std", "count"]).reset_index().sort_values(x)
-            line, = ax.plot(stats[x], stats["mean"], marker="o", markersize=3, label=label)
+            ax.plot(stats[x], stats["mean"], marker="o", markersize=3, label=label, color=colors[label])
             if (stats["count"] > 1).any():
                 ax.fill_between(stats[x], stats["mean"] - stats["std"].fillna(0), stats["mean"] + stats["std"].fillna(0),
-                                color=line.get_color(), alpha=0.15, linewidth=0)
+                                color=colors[label], alpha=0.15, linewidth=0)
+        _pad_limits(ax, panel["score"].tolist())
         ax.set_title(f"{task_label(task)}" + (f" — {backbone}" if several_backbones else ""))
         ax.set_xlabel(STEP_LABEL if x == "step" else "epoch")
         ax.set_ylabel(SCORE_LABEL)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-    _legend(fig, axes)
-    return _done(fig)
-
-
-def _legend(fig, axes):
-    handles, labels = {}, []
-    for ax in axes:
-        for handle, label in zip(*ax.get_legend_handles_labels()):
-            if label not in handles:
-                handles[label] = handle
-                labels.append(label)
-    if handles:
-        axes[0].legend([handles[label] for label in labels], labels, fontsize=8, loc="best")
+    fig.tight_layout()
+    handles = [plt.Line2D([], [], color=colors[label], marker="o", markersize=3) for label in labels]
+    fig.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.0, 0.98), fontsize=8, frameon=False)
+    plt.close(fig)
+    return fig
 
 
 def plot_factor(scores: pd.DataFrame, factor: str, *, xlabel: str, log2: bool = False, kind: str = "line",
@@ -127,6 +146,7 @@ def plot_factor(scores: pd.DataFrame, factor: str, *, xlabel: str, log2: bool = 
                        yerr=rows["score_std"].fillna(0), capsize=2, label=task_label(task))
             names = [method_label(str(v).split(" ")[0], str(v)) if factor == "variant" else str(v) for v in values]
             ax.set_xticks(positions, ["\n".join(textwrap.wrap(n, 14)) for n in names], fontsize=8)
+        _pad_limits(ax, panel["score"].tolist())
         ax.set_xlabel(xlabel)
         ax.set_ylabel("best " + SCORE_LABEL)
         ax.set_title(backbone)
@@ -182,8 +202,8 @@ def plot_standardized(overall: pd.DataFrame):
     return _done(fig)
 
 
-def add_caption(fig, caption: str, width: int = 150):
+def add_caption(fig, caption: str):
     """Write ``caption`` under the figure (saved with ``bbox_inches="tight"``, it travels with the files)."""
-    wrapped = "\n".join(textwrap.wrap(caption, width=max(60, int(width * fig.get_figwidth() / 16))))
-    fig.text(0.005, -0.01, wrapped, ha="left", va="top", fontsize=8)
+    width = max(70, int(fig.get_figwidth() * 14))  # characters per line at 8 pt
+    fig.text(0.005, -0.01, "\n".join(textwrap.wrap(caption, width=width)), ha="left", va="top", fontsize=8)
     return fig

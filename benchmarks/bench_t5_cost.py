@@ -1,0 +1,148 @@
+#!/usr/bin/env python
+"""What a full reproduction costs: prompt-tuning step times of the paper's T5 shapes, here, with random weights.
+
+No T5 checkpoint can be downloaded here, so the models are built from ``T5Config`` with the shapes of
+``google/t5-v1_1-small`` and ``google/t5-v1_1-base`` (LM-adapted checkpoints share them), written by hand
+below. Random weights cost exactly what trained ones cost. One step = prompt (n = 10 vectors) prepended to
+the encoder input embeddings, a short target (the GLUE/SuperGLUE label words: ``--target-tokens``), loss,
+backward to the prompt only, AdamW on the prompt.
+
+The paper's batch of 32 at 128-256 input tokens takes too long on this CPU, so steps are timed at batch 4
+and 8 and extrapolated to batch 32 linearly in the batch (the script prints the measured batch-8/batch-4
+time ratio, which is the check on that linearity: 2.0 means time grows in proportion). Then the cost of
+the paper's grid follows from the task sizes: ``examples x 80 epochs / (examples/s)``.
+
+Usage: ``python benchmarks/bench_t5_cost.py [--models small,base] [--lengths 128,256] [--steps 3]``;
+writes ``results/bench/t5_cost.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+for _name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+    os.environ.setdefault(_name, "1")
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+# The config.json fields of google/t5-v1_1-{small,base} (and the lm-adapt variants), written by hand.
+T5_SHAPES = {
+    "small": dict(d_model=512, d_ff=1024, d_kv=64, num_heads=6, num_layers=8, num_decoder_layers=8),
+    "base": dict(d_model=768, d_ff=2048, d_kv=64, num_heads=12, num_layers=12, num_decoder_layers=12),
+}
+T5_COMMON = dict(vocab_size=32128, feed_forward_proj="gated-gelu", tie_word_embeddings=False,
+                 relative_attention_num_buckets=32, relative_attention_max_distance=128, dropout_rate=0.1,
+                 layer_norm_epsilon=1e-6, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
+EPOCHS = 80          # the paper, §4.4
+PAPER_BATCH = 32     # common choice; the paper does not state its batch size
+
+
+def build(shape: str):
+    import torch
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    torch.manual_seed(0)
+    model = T5ForConditionalGeneration(T5Config(**T5_SHAPES[shape], **T5_COMMON))
+    model.requires_grad_(False)
+    return model
+
+
+def time_steps(model, batch: int, length: int, target_tokens: int, steps: int, dropout: bool, n_prompts: int = 10):
+    """Median seconds per prompt-tuning step (one warm-up step dropped)."""
+    import torch
+
+    model.train(dropout)
+    d = model.config.d_model
+    prompt = torch.nn.Parameter(model.get_input_embeddings().weight[100:100 + n_prompts].clone())
+    optimizer = torch.optim.AdamW([prompt], lr=0.01, weight_decay=0.01)
+    generator = torch.Generator().manual_seed(0)
+    input_ids = torch.randint(2, 32000, (batch, length - n_prompts), generator=generator)
+    labels = torch.randint(2, 32000, (batch, target_tokens), generator=generator)
+    labels[:, -1] = 1
+    mask = torch.ones(batch, length, dtype=torch.long)
+    times = []
+    for _ in range(steps + 1):
+        started = time.perf_counter()
+        embeds = torch.cat([prompt.expand(batch, -1, -1), model.get_input_embeddings()(input_ids)], 1)
+        loss = model(inputs_embeds=embeds, attention_mask=mask, labels=labels, use_cache=False).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        times.append(time.perf_counter() - started)
+    assert embeds.shape == (batch, length, d)
+    return statistics.median(times[1:]), times
+
+
+def task_sizes() -> dict[str, int]:
+    from superpos.tasks.glue import GLUE_SPECS
+    from superpos.tasks.superglue import SUPERGLUE_SPECS
+
+    sizes = {name: spec["sizes"][0] for name, spec in GLUE_SPECS.items()}
+    sizes.update({name: spec["sizes"][0] for name, spec in SUPERGLUE_SPECS.items()})
+    return sizes
+
+
+def main(argv=None) -> int:
+    import torch
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", default="small,base")
+    parser.add_argument("--lengths", default="128,256", help="Encoder lengths, prompt included.")
+    parser.add_argument("--batches", default="4,8")
+    parser.add_argument("--target-tokens", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=3, help="Timed steps per setting (after one warm-up).")
+    parser.add_argument("--dropout", action="store_true", help="Also time train mode (dropout 0.1 on).")
+    parser.add_argument("--out", default=str(REPO / "results" / "bench"))
+    args = parser.parse_args(argv)
+    lengths = [int(x) for x in args.lengths.split(",")]
+    batches = sorted(int(x) for x in args.batches.split(","))
+    sizes = task_sizes()
+    examples_per_epoch = sum(sizes.values())
+    rows, started = [], time.perf_counter()
+    print(f"T5 prompt-tuning cost on {torch.get_num_threads()} CPU threads, random weights, fp32, "
+          f"{args.target_tokens} target tokens, n_prompts 10")
+    for shape in [m.strip() for m in args.models.split(",")]:
+        model = build(shape)
+        params = sum(p.numel() for p in model.parameters())
+        for length in lengths:
+            for dropout in ([False, True] if args.dropout else [False]):
+                measured = {}
+                for batch in batches:
+                    median, _ = time_steps(model, batch, length, args.target_tokens, args.steps, dropout)
+                    measured[batch] = median
+                big = batches[-1]
+                per_example = measured[big] / big
+                t32 = per_example * PAPER_BATCH
+                hours = examples_per_epoch * EPOCHS * per_example / 3600
+                row = {"model": f"t5-v1_1-{shape}", "params": params, "length": length, "dropout": dropout,
+                       "step_s": {str(b): round(t, 3) for b, t in measured.items()},
+                       "linearity": round(measured[big] / measured[batches[0]], 2) if len(batches) > 1 else None,
+                       "examples_per_s": round(1 / per_example, 2), "step_s_batch32_extrapolated": round(t32, 2),
+                       "cpu_hours_one_run_all_13_tasks_80_epochs": round(hours, 1)}
+                rows.append(row)
+                print(f"t5-v1_1-{shape} ({params / 1e6:.0f}M) L={length} dropout={'on' if dropout else 'off'}: "
+                      + ", ".join(f"batch {b}: {t:.2f} s/step" for b, t in measured.items())
+                      + f" (x{row['linearity']} from batch {batches[0]} to {big}); {row['examples_per_s']} ex/s; "
+                      f"batch 32 ~ {t32:.1f} s/step; one method x one seed over the 13 tasks x 80 epochs "
+                      f"({examples_per_epoch:,} examples/epoch) ~ {hours:,.0f} CPU-hours")
+        del model
+    payload = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "threads": torch.get_num_threads(),
+               "task_train_sizes": sizes, "epochs": EPOCHS, "rows": rows,
+               "wall_s": round(time.perf_counter() - started, 1)}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "t5_cost.json").write_text(json.dumps(payload, indent=1) + "\n")
+    print(f"wrote {out / 't5_cost.json'} in {payload['wall_s']} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
