@@ -19,14 +19,18 @@ data preparation included; the warm-up step is dropped and medians are reported.
 generation through the engine's evaluation path, scored by the task's scorer (PEFT's learned prompt is
 loaded into a ``simple`` method for that).
 
-FLOPs of one training step (causal LM, counted analytically; ``docs/SPEED.md`` explains):
+FLOPs of one training step (causal LM, counted analytically as each arm computes it; docs/SPEED.md):
 
-    4 * N_layers * B * S          linear layers: 2 forward + 2 backward (input gradients only, no weight grads)
-  + 12 * n_layers * B * S^2 * d   attention scores and mixing: 4 forward + 8 backward (full square counted)
-  + 4 * V * d * H                 LM head at H positions (ours: target tokens; PEFT/HF: every position)
+    4 * N_blocks * R              linear layers on R token rows: 2 forward + 2 backward (input gradients only:
+                                  the backbone is frozen, so no weight gradients are computed anywhere)
+  + 12 * n_layers * B * Sq * Sk * d   attention scores and mixing: 4 forward + 8 backward (full rectangle)
+  + 4 * V * d * H                 LM head on H rows
 
-with B the batch, S the padded sequence length including the n prompt vectors, N_layers the parameters of
-the transformer blocks. ``torch.utils.flop_counter`` counts the matmul FLOPs of one step as a cross-check.
+PEFT+Trainer: R = B * (n + max_length), Sq = Sk = n + max_length, H = R (logits at every position).
+ours, plain HF forward: R = B * S (S: the batch's longest [prompt, input, target]), Sq = Sk = S, H = targets.
+ours, fast loss: R = n + real tokens (no padding, the prompt once), Sq = S - n, Sk = S, H = targets, and the
+last layer's output projection and MLP on H rows only. ``torch.utils.flop_counter`` counts the matmul FLOPs
+of one step as a cross-check.
 
 The last line printed is ``speedup vs peft+trainer: X.XXx`` (examples/s of ours-simple over peft-trainer).
 Results go to ``results/bench/bench_training.json`` (and a timestamped copy).
@@ -52,7 +56,10 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-ARMS = ("ours-simple", "peft-trainer", "ours-superpos")
+ARMS = ("ours-simple", "peft-trainer", "ours-superpos", "ours-simple-hf")
+#: ours-simple-hf: the engine with ``Backbone.fast_loss = False`` (the plain Hugging Face forward), to show
+#: what the fast causal loss (superpos/backbones/fast.py) adds on top of dynamic padding and the LM head on
+#: targets only.
 
 
 # ----------------------------------------------------------------------------- measurement helpers
@@ -125,20 +132,33 @@ class MemoryWatch:
 
 
 def model_shape(model) -> dict:
-    """Sizes the FLOP formula needs: block parameters, layers, width, vocabulary (causal LMs)."""
+    """Sizes the FLOP formula needs (causal LMs): block parameters, per-layer parts, layers, width, vocabulary."""
     config = model.config
     blocks = getattr(getattr(model, "model", model), "layers", None)
-    block_params = sum(p.numel() for p in blocks.parameters()) if blocks is not None else None
-    return {"block_params": block_params, "n_layers": getattr(config, "num_hidden_layers", None),
-            "d": getattr(config, "hidden_size", None), "vocab": getattr(config, "vocab_size", None),
-            "total_params": sum(p.numel() for p in model.parameters())}
+    layer = blocks[0] if blocks is not None and len(blocks) else None
+    count = lambda module: sum(p.numel() for p in module.parameters()) if module is not None else 0  # noqa: E731
+    after_attention = 0
+    if layer is not None:  # the part of the last layer the fast path runs only where the LM head reads
+        after_attention = (count(getattr(getattr(layer, "self_attn", None), "o_proj", None))
+                           + count(getattr(layer, "mlp", None)) + count(getattr(layer, "post_attention_layernorm", None)))
+    return {"block_params": count(blocks), "last_layer_after_attention_params": after_attention,
+            "n_layers": getattr(config, "num_hidden_layers", None), "d": getattr(config, "hidden_size", None),
+            "vocab": getattr(config, "vocab_size", None), "total_params": count(model)}
 
 
-def step_flops(shape: dict, batch: int, seq: int, head_positions: int) -> dict:
-    """Analytic FLOPs of one prompt-tuning step of a causal LM (module docstring)."""
-    linear = 4 * shape["block_params"] * batch * seq
-    attention = 12 * shape["n_layers"] * batch * seq * seq * shape["d"]
-    head = 4 * shape["vocab"] * shape["d"] * head_positions
+def step_flops(shape: dict, rows: int, attn_batch: int, attn_queries: int, attn_keys: int, head_rows: int,
+               last_layer_rows: int | None = None) -> dict:
+    """Analytic FLOPs of one prompt-tuning step of a causal LM (module docstring), as the arm computes it.
+
+    ``rows`` token rows go through the blocks' linear layers (padded positions included where the arm pads);
+    attention is ``attn_batch`` sequences of ``attn_queries x attn_keys``; the LM head runs on ``head_rows``;
+    ``last_layer_rows``: rows of the last layer's output projection and MLP when fewer than ``rows``.
+    """
+    linear = 4 * shape["block_params"] * rows
+    if last_layer_rows is not None:
+        linear -= 4 * shape["last_layer_after_attention_params"] * (rows - last_layer_rows)
+    attention = 12 * shape["n_layers"] * attn_batch * attn_queries * attn_keys * shape["d"]
+    head = 4 * shape["vocab"] * shape["d"] * head_rows
     return {"linear": linear, "attention": attention, "lm_head": head, "total": linear + attention + head}
 
 
@@ -185,10 +205,12 @@ def score_point(point: dict) -> dict:
 class OursSession:
     """The engine's training step, one call of :meth:`step` per optimizer step."""
 
-    def __init__(self, args, method: str, store_root: str):
-        self.args, self.method_name = args, method
+    def __init__(self, args, arm: str, store_root: str):
+        self.args, self.arm = args, arm
+        method = arm.split("-")[1]
         self.trainer = engine_trainer(args, method, store_root)
         self.device, self.backbone = self.trainer.device, self.trainer.backbone
+        self.backbone.fast_loss = not arm.endswith("-hf")
         self.total = args.steps + args.warmup
         self.times, self.examples, self.tokens, self.positions, self.losses, self.shapes = [], [], [], [], [], []
 
@@ -210,25 +232,43 @@ class OursSession:
         elapsed = time.perf_counter() - started
         trainer.step += 1
         batch = self.encode(batch_examples)  # shapes only, outside the timed region
-        n = trainer.method.n_prompts
-        seq = n + batch.input_ids.shape[1] + (batch.labels.shape[1] if self.backbone.kind == "causal" else 0)
+        geometry = self.geometry(batch)
         self.times.append(elapsed)
         self.losses.append(loss)
         self.examples.append(len(batch_examples))
         self.tokens.append(batch.token_count)
-        self.positions.append(len(batch_examples) * seq)
-        self.shapes.append((len(batch_examples), seq, int((batch.labels != -100).sum())))
+        self.positions.append(geometry["rows"])
+        self.shapes.append(geometry)
         return elapsed
+
+    def geometry(self, batch) -> dict:
+        """What this arm's loss computes on ``batch``: rows through the blocks, attention shape, head rows."""
+        from superpos.backbones import fast
+
+        n, b = self.trainer.method.n_prompts, len(batch)
+        targets = int((batch.labels != -100).sum())
+        if self.backbone.kind != "causal":
+            return {"rows": b * (n + batch.input_ids.shape[1]), "attn_batch": b, "attn_queries": 0, "attn_keys": 0,
+                    "head_rows": targets, "last_layer_rows": None}
+        padded = n + batch.input_ids.shape[1] + batch.labels.shape[1]
+        if self.backbone.fast_loss and fast.supported(self.backbone.model):
+            # Real tokens only, the (input-independent) prompt once; attention on the padded suffix x
+            # [prompt, suffix]; the last layer after attention and the head only at the target-reading rows.
+            suffix = padded - n
+            return {"rows": n + batch.token_count, "attn_batch": b, "attn_queries": suffix, "attn_keys": n + suffix,
+                    "head_rows": targets, "last_layer_rows": targets}
+        return {"rows": b * padded, "attn_batch": b, "attn_queries": padded, "attn_keys": padded,
+                "head_rows": targets, "last_layer_rows": None}
 
     def finish(self) -> dict:
         args, trainer, backbone = self.args, self.trainer, self.backbone
         memory = self.watch.stop()
-        result = {"arm": f"ours-{self.method_name}", "losses": [round(x, 4) for x in self.losses],
+        result = {"arm": self.arm, "fast_loss": self.backbone.fast_loss, "losses": [round(x, 4) for x in self.losses],
                   **summarize(self.times, self.examples, self.tokens, self.positions, args.warmup), "memory": memory,
                   "trainable_params": trainer.method.trainable_parameter_count()}
         if backbone.kind == "causal":
             shape = model_shape(backbone.model)
-            per_step = [step_flops(shape, b, s, h) for b, s, h in self.shapes[args.warmup:]]
+            per_step = [step_flops(shape, **g) for g in self.shapes[args.warmup:]]
             flops = [f["total"] for f in per_step]
             result["flops_per_step_analytic"] = statistics.mean(flops)
             result["flops_breakdown"] = {k: statistics.mean(f[k] for f in per_step) for k in per_step[0]}
@@ -383,8 +423,9 @@ class PeftSession:
                   "trainable_params": self.trainable, "max_length": self.max_length,
                   "train_runtime": self.output.metrics.get("train_runtime")}
         shape = model_shape(self.model)
-        per_step = step_flops(shape, args.batch_size, args.n_prompts + self.max_length,
-                              args.batch_size * (args.n_prompts + self.max_length))
+        length = args.n_prompts + self.max_length
+        per_step = step_flops(shape, rows=args.batch_size * length, attn_batch=args.batch_size, attn_queries=length,
+                              attn_keys=length, head_rows=args.batch_size * length)
         result["flops_per_step_analytic"] = per_step["total"]
         result["flops_breakdown"] = per_step
         result["achieved_flops"] = statistics.median(per_step["total"] / t for t in self.times[args.warmup:])
@@ -416,8 +457,7 @@ def arm_worker(arm: str, arg_values: dict, conn) -> None:
         args = argparse.Namespace(**arg_values)
         torch.manual_seed(args.seed)
         store_root = tempfile.mkdtemp(prefix="bench-store-")
-        session = PeftSession(args, store_root) if arm == "peft-trainer" else OursSession(args, arm.split("-", 1)[1],
-                                                                                           store_root)
+        session = PeftSession(args, store_root) if arm == "peft-trainer" else OursSession(args, arm, store_root)
         conn.send(("ok", {"threads": torch.get_num_threads(), "device": str(session.device)}))
         while True:
             command = conn.recv()
@@ -525,7 +565,7 @@ def report(args, arms, results, started) -> int:
              f"matmul peak (fp32 2048^3 torch.mm, median of {len(peaks)} runs in the arms' processes): "
              f"{gflops(peak)} GFLOP/s (range {gflops(min(peaks))}-{gflops(max(peaks))})",
              "",
-             f"{'arm':<15}{'step s':>8}{'ex/s':>8}{'tok/s':>8}{'pos/step':>10}{'GFLOP/step':>12}"
+             f"{'arm':<15}{'step s':>8}{'ex/s':>8}{'tok/s':>8}{'rows/step':>10}{'GFLOP/step':>12}"
              f"{'GFLOP/s':>9}{'of peak':>8}{'mem MB':>9}{'+train MB':>10}{'score':>7}{'lenient':>8}{'loss':>8}"]
     for arm in arms:
         r = results[arm]

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import fast
+
 #: Causal models: text joined to every input, so the model knows an answer follows.
 SEPARATOR = "\nAnswer:"
 #: Causal models: text put before every target (BPE tokenizers fold the space into the word: " positive").
@@ -127,6 +129,9 @@ class Backbone:
         self.eos_token_id = int(tokenizer.eos_token_id)
         self.embed_dim = int(model.get_input_embeddings().weight.shape[1])
         self._candidates: torch.Tensor | None = None
+        #: Use the exact fast training loss of ``backbones/fast.py`` where it applies (Llama models, no dropout
+        #: acting); ``False`` forces the plain Hugging Face forward (benchmarks compare both).
+        self.fast_loss = True
         self._hooks: list = []
         # The checkpoint's own dropout, recorded once so set_dropout(True) can bring it back.
         self._checkpoint_dropout = self._read_dropout()
@@ -285,6 +290,10 @@ class Backbone:
         if batch.labels is None:
             raise ValueError("loss: the batch has no targets (encode(inputs, targets, ...))")
         prompt, embeds = self._prompted_inputs(batch, method)
+        if self.kind == "causal" and self.fast_loss and fast.supported(self.model):
+            # Same loss and gradients, less work: no padding in the linear layers, the prompt computed once
+            # per batch, the last layer and LM head only where targets are read (see backbones/fast.py).
+            return fast.causal_loss(self, prompt, embeds, batch.attention_mask, batch.labels)
         embeds, mask = self._with_prompt(prompt, embeds, batch.attention_mask)
         if self.kind == "seq2seq":
             decoder_input_ids = self.model.prepare_decoder_input_ids_from_labels(labels=batch.labels)

@@ -145,8 +145,12 @@ def plot_factor(scores: pd.DataFrame, factor: str, *, xlabel: str, log2: bool = 
                 ax.bar(positions + k * width - 0.4 + width / 2, rows["score"].fillna(0), width,
                        yerr=rows["score_std"].fillna(0), capsize=2, label=task_label(task))
             names = [method_label(str(v).split(" ")[0], str(v)) if factor == "variant" else str(v) for v in values]
-            ax.set_xticks(positions, ["\n".join(textwrap.wrap(n, 14)) for n in names], fontsize=8)
-        _pad_limits(ax, panel["score"].tolist())
+            ax.set_xticks(positions, ["\n".join(textwrap.wrap(n, 14, break_long_words=False)) for n in names], fontsize=8)
+        if kind == "line":
+            _pad_limits(ax, panel["score"].tolist())
+        else:
+            low, high = float(panel["score"].min()), float(panel["score"].max())
+            ax.set_ylim(min(0.0, low - 2), max(5.0, high + float(panel["score_std"].fillna(0).max()) + 2))
         ax.set_xlabel(xlabel)
         ax.set_ylabel("best " + SCORE_LABEL)
         ax.set_title(backbone)

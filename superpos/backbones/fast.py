@@ -1,0 +1,152 @@
+"""A faster, exact training loss for Llama-style causal backbones (SmolLM2, tiny-llama).
+
+``Backbone.loss`` runs Hugging Face's ``LlamaModel`` over a padded ``[B, n + L + T]`` batch. For prompt
+tuning most of that work is avoidable, and this module avoids it without changing the result (the loss and
+the prompt gradients agree with the Hugging Face path to float32 rounding; ``tests/test_fast_path.py``):
+
+1. **No padding in the linear layers.** The real tokens of the batch are packed into one ``[N, d]`` matrix
+   for every projection, MLP and norm; only attention scatters them back into a padded ``[B, H, S, hd]``
+   layout. Because padding sits at the end of each row, a plain causal mask is exact there (a real token
+   never sees a pad), so no padding mask is built.
+2. **The prompt computed once per batch.** With an input-independent prompt (every method but ATTEMPT),
+   the ``n`` prompt positions are the same in every row of the batch (causal attention: they see only each
+   other), so their hidden states are computed once, not ``B`` times; the other rows attend to that one
+   copy. Gradients from all rows flow into it.
+3. **The last layer only where the LM head reads.** After the last layer's attention, the output
+   projection, MLP and final norm run only at the positions that predict a target token; the LM head
+   (``V x d``, the largest matrix of a small model) runs only there too.
+4. **No weight gradients** anywhere (the backbone is frozen, ``requires_grad=False``), as in the
+   Hugging Face path.
+
+Used by ``Backbone.loss`` when :func:`supported` says yes: a Llama architecture and no dropout acting in
+the frozen network (dropout hooks live on modules this path does not call).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+IGNORE_INDEX = -100
+
+
+def supported(model) -> bool:
+    """True for Hugging Face Llama models (exact module types) whose dropout is not acting."""
+    try:
+        from transformers.models.llama.modeling_llama import (LlamaAttention, LlamaDecoderLayer, LlamaMLP,
+                                                              LlamaModel, LlamaRMSNorm)
+    except ImportError:  # pragma: no cover - transformers without Llama
+        return False
+    inner = getattr(model, "model", None)
+    if type(inner) is not LlamaModel or not len(inner.layers) or getattr(inner, "rotary_emb", None) is None:
+        return False
+    for layer in inner.layers:
+        if not (type(layer) is LlamaDecoderLayer and type(layer.self_attn) is LlamaAttention
+                and type(layer.mlp) is LlamaMLP and type(layer.input_layernorm) is LlamaRMSNorm
+                and type(layer.post_attention_layernorm) is LlamaRMSNorm):
+            return False
+        if model.training and layer.self_attn.attention_dropout:
+            return False
+        if _hooked(layer) or _hooked(layer.self_attn) or _hooked(layer.mlp):
+            return False  # dropout hooks (Backbone.set_dropout) or someone else's: take the standard path
+    return not (_hooked(model) or _hooked(inner))
+
+
+def _hooked(module) -> bool:
+    """Forward (pre-)hooks on a module this path would skip calling."""
+    return bool(module._forward_hooks or module._forward_pre_hooks)
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotary embedding of ``x [N, H, hd]`` with per-token ``cos, sin [N, hd]`` (Llama's convention)."""
+    return x * cos[:, None, :] + _rotate_half(x) * sin[:, None, :]
+
+
+def causal_loss(backbone, prompt: torch.Tensor, embeds: torch.Tensor, attention_mask: torch.Tensor,
+                labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over target tokens of ``[prompt, input, target]``, as ``Backbone.loss`` defines it.
+
+    ``prompt [B, n, d]`` and ``embeds [B, L, d]`` come from the method (model dtype); ``attention_mask [B, L]``
+    marks real input tokens; ``labels [B, T]`` holds target ids, ``-100`` at padding.
+    """
+    model = backbone.model
+    inner, config = model.model, model.config
+    B, n, d = prompt.shape
+    device = embeds.device
+
+    # One suffix per row: [input, target], real tokens moved to the front (padding at the end).
+    target_mask = labels != IGNORE_INDEX
+    suffix = torch.cat([embeds, backbone.embed(labels.clamp(min=0)).to(embeds.dtype)], dim=1)
+    mask = torch.cat([attention_mask.bool(), target_mask], dim=1)
+    seq_labels = torch.cat([torch.full_like(attention_mask, IGNORE_INDEX, dtype=labels.dtype), labels], dim=1)
+    shared = n > 0 and (B == 1 or bool((prompt[1:] == prompt[:1]).all()))
+    if n > 0 and not shared:  # an input-dependent prompt (ATTEMPT) is part of every row
+        suffix = torch.cat([prompt, suffix], dim=1)
+        mask = torch.cat([mask.new_ones(B, n), mask], dim=1)
+        seq_labels = torch.cat([seq_labels.new_full((B, n), IGNORE_INDEX), seq_labels], dim=1)
+    order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)
+    mask = mask.gather(1, order)
+    seq_labels = seq_labels.gather(1, order)
+    suffix = suffix.gather(1, order[..., None].expand(-1, -1, d))
+    P = n if shared else 0                                           # length of the shared prefix
+    S = suffix.shape[1]
+
+    rows = mask.flatten().nonzero().squeeze(1)                      # [N_s] flat indices of real suffix tokens
+    x = suffix.flatten(0, 1).index_select(0, rows)                   # [N_s, d]
+    positions = (P + mask.long().cumsum(1) - 1).flatten().index_select(0, rows)
+    # Position t is read by the LM head when token t + 1 is a target (never the last real token).
+    next_labels = torch.cat([seq_labels[:, 1:], seq_labels.new_full((B, 1), IGNORE_INDEX)], dim=1)
+    next_labels = next_labels.flatten().index_select(0, rows)
+    head_rows = (next_labels != IGNORE_INDEX).nonzero().squeeze(1)
+    targets = next_labels.index_select(0, head_rows)
+    if P:
+        x = torch.cat([prompt[0], x], dim=0)                         # [P + N_s, d]
+        positions = torch.cat([torch.arange(P, device=device), positions])
+        head_rows = head_rows + P
+    N = x.shape[0]
+    cos, sin = inner.rotary_emb(x[None], positions[None])
+    cos, sin = cos[0], sin[0]
+
+    heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
+    hd = inner.layers[0].self_attn.head_dim
+    if P:  # suffix query i sees the whole prefix and suffix keys 0..i
+        allowed = torch.ones(S, P + S, dtype=torch.bool, device=device).tril(diagonal=P)
+
+    def padded(t: torch.Tensor) -> torch.Tensor:
+        """``[P + N_s, h, hd]`` rows -> ``[B, h, P + S, hd]``: the shared prefix repeated, the suffix scattered."""
+        out = t.new_zeros(B * S, t.shape[1], hd).index_copy(0, rows, t[P:]).view(B, S, t.shape[1], hd)
+        if P:
+            out = torch.cat([t[:P].unsqueeze(0).expand(B, -1, -1, -1), out], dim=1)
+        return out.transpose(1, 2)
+
+    last = len(inner.layers) - 1
+    for index, layer in enumerate(inner.layers):
+        attn = layer.self_attn
+        h = layer.input_layernorm(x)
+        q = _rope(attn.q_proj(h).view(N, heads, hd), cos, sin)
+        k = _rope(attn.k_proj(h).view(N, kv_heads, hd), cos, sin)
+        v = attn.v_proj(h).view(N, kv_heads, hd)
+        gqa = heads != kv_heads
+        if P:
+            q_suffix = padded(q)[:, :, P:]
+            out = F.scaled_dot_product_attention(q_suffix, padded(k), padded(v), attn_mask=allowed,
+                                                 scale=attn.scaling, enable_gqa=gqa)
+            out = out.transpose(1, 2).reshape(B * S, heads * hd).index_select(0, rows)
+            prefix = F.scaled_dot_product_attention(q[:P].transpose(0, 1)[None], k[:P].transpose(0, 1)[None],
+                                                    v[:P].transpose(0, 1)[None], is_causal=True, scale=attn.scaling,
+                                                    enable_gqa=gqa)
+            out = torch.cat([prefix[0].transpose(0, 1).reshape(P, heads * hd), out], dim=0)
+        else:
+            out = F.scaled_dot_product_attention(padded(q), padded(k), padded(v), is_causal=True,
+                                                 scale=attn.scaling, enable_gqa=gqa)
+            out = out.transpose(1, 2).reshape(B * S, heads * hd).index_select(0, rows)
+        if index == last:  # nothing after the last layer reads the other positions
+            x, out = x.index_select(0, head_rows), out.index_select(0, head_rows)
+        x = x + attn.o_proj(out)
+        x = x + layer.mlp(layer.post_attention_layernorm(x))
+    logits = backbone._lm_head(inner.norm(x))                        # [targets, V]
+    return F.cross_entropy(logits.float(), targets)

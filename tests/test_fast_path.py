@@ -1,0 +1,79 @@
+"""The fast causal training loss (backbones/fast.py) gives the Hugging Face path's loss and gradients."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from superpos.backbones import fast, load_backbone
+from superpos.methods import build_method
+
+INPUTS = ["the government said the economy grew faster than expected in the third quarter",
+          "a great film", "shares fell sharply on monday after the company warned on profits", "goal!"]
+TARGETS = ["business", "entertainment sport", "business", "sports"]
+
+
+@pytest.fixture(scope="module")
+def llama():
+    return load_backbone("tiny-llama")
+
+
+class PerExample(nn.Module):
+    """An input-dependent prompt (as ATTEMPT's): the shared-prefix shortcut must not apply."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, inputs_embeds, attention_mask):
+        prompt, embeds = self.inner(inputs_embeds, attention_mask)
+        return prompt + inputs_embeds.mean(1, keepdim=True), embeds
+
+
+def loss_and_grads(backbone, batch, method, use_fast):
+    backbone.fast_loss = use_fast
+    try:
+        loss = backbone.loss(batch, method)
+        params = [p for p in method.parameters() if p.requires_grad] if method is not None else []
+        grads = torch.autograd.grad(loss, params) if params else []
+    finally:
+        backbone.fast_loss = True
+    return loss.detach(), grads
+
+
+@pytest.mark.parametrize("kind", ["simple", "superpos", "per-example", "none"])
+def test_fast_loss_equals_the_hugging_face_path(llama, kind):
+    assert fast.supported(llama.model)
+    method = None
+    if kind != "none":
+        method = build_method({"method": "simple" if kind == "per-example" else kind}, llama, seed=0)
+        if kind == "per-example":
+            method = PerExample(method)
+    batch = llama.encode(INPUTS, TARGETS, max_input_tokens=16, max_target_tokens=4)
+    assert (batch.attention_mask == 0).any() and (batch.labels == -100).any()  # padding on both sides
+    slow_loss, slow_grads = loss_and_grads(llama, batch, method, use_fast=False)
+    fast_loss, fast_grads = loss_and_grads(llama, batch, method, use_fast=True)
+    assert fast_loss.item() == pytest.approx(slow_loss.item(), rel=1e-5)
+    for slow, quick in zip(slow_grads, fast_grads):
+        assert torch.allclose(slow, quick, rtol=1e-4, atol=1e-6 * slow.abs().max().item())
+
+
+def test_dropout_and_hooks_take_the_standard_path(llama):
+    assert fast.supported(llama.model)
+    llama.set_dropout(True, 0.1)
+    llama.train_mode(True)
+    try:
+        assert not fast.supported(llama.model)
+    finally:
+        llama.set_dropout(False)
+        llama.train_mode(False)
+    assert fast.supported(llama.model)
+    handle = llama.model.base_model.register_forward_pre_hook(lambda module, args: None)
+    try:
+        assert not fast.supported(llama.model)
+    finally:
+        handle.remove()
+
+
+def test_t5_is_not_routed_to_the_causal_fast_path():
+    assert not fast.supported(load_backbone("tiny-t5").model)
