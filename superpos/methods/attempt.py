@@ -35,7 +35,7 @@ from torch import nn
 
 from ..config import option, require
 from .base import MethodConfig, PromptMethod, check_choice, check_positive_int, init_linear_
-from .simple import initial_prompt
+from .simple import load_initial_prompt
 
 
 @dataclasses.dataclass
@@ -104,10 +104,8 @@ class AttemptPrompt(PromptMethod):
         require(not config.sources or len(config.sources) == sources.shape[0], "sources",
                 f"{len(config.sources)} names but {sources.shape[0]} source prompt tensors")
         method = cls(config, d, sources.shape[0])
-        prompt, ids = initial_prompt(config, backbone, generator, label_words)
+        load_initial_prompt(method, method.target, config, backbone, generator, label_words)
         with torch.no_grad():
-            method.target.copy_(prompt)
-            method.init_token_ids.copy_(ids)
             method.source_prompts.copy_(sources)
         init_linear_(method.attn_down, generator)
         init_linear_(method.attn_up, generator)

@@ -45,7 +45,7 @@ from torch import nn
 
 from ..config import option, require
 from .base import MethodConfig, PromptMethod, check_choice, check_positive_int, init_linear_
-from .simple import initial_prompt
+from .simple import load_initial_prompt
 
 
 @dataclasses.dataclass
@@ -108,10 +108,8 @@ class EptPrompt(PromptMethod):
     @classmethod
     def build(cls, config, backbone, *, generator, label_words=None, source_prompts=None):
         method = cls(config, backbone.embed_dim)
-        prompt, ids = initial_prompt(config, backbone, generator, label_words)
+        load_initial_prompt(method, method.prompt, config, backbone, generator, label_words)
         with torch.no_grad():
-            method.prompt.copy_(prompt)
-            method.init_token_ids.copy_(ids)
             a = torch.empty(method.lora_a.shape)
             nn.init.kaiming_uniform_(a, a=math.sqrt(5), generator=generator)  # DePT: A Kaiming, B zeros
             method.lora_a.copy_(a)

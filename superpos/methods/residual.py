@@ -21,7 +21,7 @@ from torch import nn
 
 from ..config import option, require
 from .base import MethodConfig, PromptMethod, check_choice, check_positive_int, init_linear_
-from .simple import initial_prompt
+from .simple import load_initial_prompt
 
 NONLINEARITIES = ("relu", "tanh", "sigmoid")
 
@@ -68,10 +68,7 @@ class ResidualPrompt(PromptMethod):
     @classmethod
     def build(cls, config, backbone, *, generator, label_words=None, source_prompts=None):
         method = cls(config, backbone.embed_dim)
-        prompt, ids = initial_prompt(config, backbone, generator, label_words)
-        with torch.no_grad():
-            method.prompt.copy_(prompt)
-            method.init_token_ids.copy_(ids)
+        load_initial_prompt(method, method.prompt, config, backbone, generator, label_words)
         for layer in method.mlp:
             if isinstance(layer, nn.Linear):
                 init_linear_(layer, generator)

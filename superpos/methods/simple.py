@@ -79,6 +79,15 @@ def initial_prompt(config, backbone, generator: torch.Generator, label_words=Non
     raise ValueError(f"init: unknown value {init!r}")
 
 
+def load_initial_prompt(method, parameter: "nn.Parameter", config, backbone, generator: torch.Generator,
+                        label_words=None) -> None:
+    """Fill ``parameter`` ``[n, d]`` with :func:`initial_prompt` and record the ids in ``method.init_token_ids``."""
+    prompt, ids = initial_prompt(config, backbone, generator, label_words)
+    with torch.no_grad():
+        parameter.copy_(prompt)
+        method.init_token_ids.copy_(ids)
+
+
 class SimplePrompt(PromptMethod):
     """``prompt`` ``[n, d]``: a free parameter, prepended as is."""
 
@@ -93,10 +102,7 @@ class SimplePrompt(PromptMethod):
     @classmethod
     def build(cls, config, backbone, *, generator, label_words=None, source_prompts=None):
         method = cls(config, backbone.embed_dim)
-        prompt, ids = initial_prompt(config, backbone, generator, label_words)
-        with torch.no_grad():
-            method.prompt.copy_(prompt)
-            method.init_token_ids.copy_(ids)
+        load_initial_prompt(method, method.prompt, config, backbone, generator, label_words)
         return method.to(backbone.device)
 
     def prompt_matrix(self) -> torch.Tensor:
