@@ -28,6 +28,11 @@ from pathlib import Path
 
 for _name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
     os.environ.setdefault(_name, "1")
+# OpenMP threads that spin while they wait steal the CPU from each other when the cores are shared: measured
+# on a 2-core machine with other work running, a training step took 4-35 s with the default (active) wait
+# policy and 2.0-2.4 s with the passive one. Every arm runs under the same policy; set OMP_WAIT_POLICY to
+# override (it must be set before torch is imported). docs/SPEED.md, "Threads".
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -42,6 +47,7 @@ T5_COMMON = dict(vocab_size=32128, feed_forward_proj="gated-gelu", tie_word_embe
                  relative_attention_num_buckets=32, relative_attention_max_distance=128, dropout_rate=0.1,
                  layer_norm_epsilon=1e-6, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
 EPOCHS = 80          # the paper, §4.4
+A100_BF16_PEAK = 312e12  # FLOP/s, dense bf16 tensor cores (NVIDIA's A100 datasheet): a hard lower bound on time
 PAPER_BATCH = 32     # common choice; the paper does not state its batch size
 
 
@@ -50,6 +56,8 @@ def build(shape: str):
     from transformers import T5Config, T5ForConditionalGeneration
 
     torch.manual_seed(0)
+    # (transformers 5 always ties T5's LM head to the input embedding, so the parameter count printed is the
+    # checkpoint's minus one 32128 x d matrix; the compute, which is what is timed here, is the same.)
     model = T5ForConditionalGeneration(T5Config(**T5_SHAPES[shape], **T5_COMMON))
     model.requires_grad_(False)
     return model
@@ -79,6 +87,21 @@ def time_steps(model, batch: int, length: int, target_tokens: int, steps: int, d
         times.append(time.perf_counter() - started)
     assert embeds.shape == (batch, length, d)
     return statistics.median(times[1:]), times
+
+
+def flops_per_example(model, length: int, target_tokens: int, batch: int = 2) -> float:
+    """Matmul FLOPs of one training step per example, counted by torch's flop counter (T5's attention is plain
+    matmuls, so it counts everything but elementwise work)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    prompt = torch.nn.Parameter(model.get_input_embeddings().weight[100:110].clone())
+    input_ids = torch.randint(2, 32000, (batch, length - 10))
+    labels = torch.randint(2, 32000, (batch, target_tokens))
+    with FlopCounterMode(display=False) as counter:
+        embeds = torch.cat([prompt.expand(batch, -1, -1), model.get_input_embeddings()(input_ids)], 1)
+        model(inputs_embeds=embeds, labels=labels, use_cache=False).loss.backward()
+    return counter.get_total_flops() / batch
 
 
 def task_sizes() -> dict[str, int]:
@@ -127,12 +150,20 @@ def main(argv=None) -> int:
                        "linearity": round(measured[big] / measured[batches[0]], 2) if len(batches) > 1 else None,
                        "examples_per_s": round(1 / per_example, 2), "step_s_batch32_extrapolated": round(t32, 2),
                        "cpu_hours_one_run_all_13_tasks_80_epochs": round(hours, 1)}
+                flops = flops_per_example(model, length, args.target_tokens)
+                run_flops = flops * examples_per_epoch * EPOCHS
+                row.update(flops_per_example=flops, flops_one_run=run_flops,
+                           a100_hours_lower_bound=round(run_flops / A100_BF16_PEAK / 3600, 1),
+                           achieved_flops_cpu=flops / per_example)
                 rows.append(row)
                 print(f"t5-v1_1-{shape} ({params / 1e6:.0f}M) L={length} dropout={'on' if dropout else 'off'}: "
                       + ", ".join(f"batch {b}: {t:.2f} s/step" for b, t in measured.items())
                       + f" (x{row['linearity']} from batch {batches[0]} to {big}); {row['examples_per_s']} ex/s; "
                       f"batch 32 ~ {t32:.1f} s/step; one method x one seed over the 13 tasks x 80 epochs "
-                      f"({examples_per_epoch:,} examples/epoch) ~ {hours:,.0f} CPU-hours")
+                      f"({examples_per_epoch:,} examples/epoch) ~ {hours:,.0f} CPU-hours; "
+                      f"{flops / 1e9:.0f} GFLOP/example (achieved here {flops / per_example / 1e9:.0f} GFLOP/s), "
+                      f"{run_flops:.2e} FLOP per run = at least {row['a100_hours_lower_bound']} A100-hours at 100% of "
+                      f"the bf16 peak")
         del model
     payload = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "threads": torch.get_num_threads(),
                "task_train_sizes": sizes, "epochs": EPOCHS, "rows": rows,

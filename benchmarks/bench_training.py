@@ -43,13 +43,17 @@ import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 for _name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
     os.environ.setdefault(_name, "1")
+# OpenMP threads that spin while they wait steal the CPU from each other when the cores are shared: measured
+# on a 2-core machine with other work running, a training step took 4-35 s with the default (active) wait
+# policy and 2.0-2.4 s with the passive one. Every arm runs under the same policy; set OMP_WAIT_POLICY to
+# override (it must be set before torch is imported). docs/SPEED.md, "Threads".
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 REPO = Path(__file__).resolve().parents[1]
@@ -87,48 +91,47 @@ def sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
-def rss_mb() -> float:
+def proc_status_mb(field: str) -> float:
     with open("/proc/self/status") as handle:
         for line in handle:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return float("nan")
 
 
 class MemoryWatch:
-    """Peak memory while training: CUDA allocator peak, or resident set size sampled every 5 ms on CPU."""
+    """Peak memory while training: the CUDA allocator's peak, or on CPU the process's peak resident set.
+
+    On CPU the kernel's high-water mark (``VmHWM``) is reset when training starts (``/proc/self/clear_refs``,
+    Linux >= 4.0) and read when it ends, so the model loading before does not count. (No sampling thread:
+    one that wakes every few ms fights the training thread for the GIL and slows it several-fold.)
+    """
 
     def __init__(self, device):
         import torch
 
         self.device, self.cuda = device, device.type == "cuda"
-        self.baseline = rss_mb()
-        self.peak = self.baseline
-        self._stop = threading.Event()
         if self.cuda:
             torch.cuda.reset_peak_memory_stats(device)
             self.baseline = torch.cuda.memory_allocated(device) / 2**20
-        else:
-            self._thread = threading.Thread(target=self._sample, daemon=True)
-            self._thread.start()
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, rss_mb())
-            time.sleep(0.005)
+            return
+        self.baseline = proc_status_mb("VmRSS")
+        try:
+            with open("/proc/self/clear_refs", "w") as handle:
+                handle.write("5")
+            self.kind = "process peak RSS (VmHWM, reset when training started)"
+        except OSError:
+            self.kind = "process peak RSS over its whole life (VmHWM could not be reset)"
 
     def stop(self) -> dict:
         import torch
 
         if self.cuda:
-            peak = torch.cuda.max_memory_allocated(self.device) / 2**20
+            peak, kind = torch.cuda.max_memory_allocated(self.device) / 2**20, "cuda max_memory_allocated"
         else:
-            self._stop.set()
-            self._thread.join()
-            peak = max(self.peak, rss_mb())
+            peak, kind = proc_status_mb("VmHWM"), self.kind
         return {"peak_mb": round(peak, 1), "before_training_mb": round(self.baseline, 1),
-                "training_extra_mb": round(peak - self.baseline, 1),
-                "kind": "cuda max_memory_allocated" if self.cuda else "process RSS, sampled every 5 ms"}
+                "training_extra_mb": round(peak - self.baseline, 1), "kind": kind}
 
 
 def model_shape(model) -> dict:
@@ -195,6 +198,25 @@ def engine_trainer(args, method: str, store_root: str):
                        eval_batch_size=args.eval_batch_size, train_limit=args.train_limit,
                        max_input_tokens=args.max_input_tokens, device=args.device, seed=args.seed).resolved()
     return Trainer(config, config.run_hash(), ResultsStore(store_root), None, progress=False)
+
+
+def validation_loss(trainer, batch_size: int = 16) -> float:
+    """Teacher-forced cross-entropy of the targets of the scored validation examples (a sensitive metric
+    after few steps, when greedy generation may not produce a whole label word yet)."""
+    import torch
+
+    examples, total, count = trainer.dev_examples, 0.0, 0
+    trainer.method.eval()
+    with torch.no_grad():
+        for start in range(0, len(examples), batch_size):
+            chunk = examples[start:start + batch_size]
+            batch = trainer.backbone.encode([e.input_text for e in chunk], [e.target_text for e in chunk],
+                                            max_input_tokens=trainer.config.max_input_tokens,
+                                            max_target_tokens=trainer.max_new_tokens)
+            tokens = int((batch.labels != -100).sum())
+            total += trainer.backbone.loss(batch, trainer.method).item() * tokens
+            count += tokens
+    return total / max(count, 1)
 
 
 def score_point(point: dict) -> dict:
@@ -276,11 +298,14 @@ class OursSession:
             result["model_shape"] = shape
         batch = self.encode(trainer.batch_at(args.warmup))
         result["flops_counted_one_step"] = counted_flops(lambda: backbone.loss(batch, trainer.method).backward())
+        if backbone.kind == "causal":
+            result["flops_analytic_counted_batch"] = step_flops(model_shape(backbone.model), **self.geometry(batch))
         trainer.optimizer.zero_grad(set_to_none=True)
         started = time.perf_counter()
         point = trainer.evaluate_point()
         result["eval"] = {**score_point(point), "examples": len(trainer.dev_examples),
-                          "seconds": round(time.perf_counter() - started, 2)}
+                          "seconds": round(time.perf_counter() - started, 2),
+                          "validation_loss": round(validation_loss(trainer), 4)}
         result["device"] = str(self.device)
         result["backbone"] = repr(backbone)
         return result
@@ -289,13 +314,13 @@ class OursSession:
 class PeftSession:
     """PEFT prompt tuning + transformers' Trainer, the data prepared as PEFT's causal-LM prompt-tuning guide does.
 
-    ``Trainer.train()`` runs in a thread; a callback hands control back after every optimizer step, so the
-    orchestrator can interleave the arms step by step.
+    ``Trainer.train()`` runs in the process's main thread, as it does for users (a step run in another
+    thread can run at a very different speed under CPU contention: measured here, up to 10x). Its callbacks
+    answer the orchestrator: after every optimizer step they report the step's time and wait for the next
+    ``step`` command, so the arms can take turns step by step.
     """
 
     def __init__(self, args, store_root: str):
-        import queue
-
         import torch
         from datasets import Dataset
         from peft import PromptTuningConfig, PromptTuningInit, get_peft_model
@@ -347,21 +372,18 @@ class PeftSession:
             self.prompt_weight().copy_(engine.method.prompt_matrix().detach())
         self.trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
 
-        self.go: queue.Queue = queue.Queue()
-        self.done: queue.Queue = queue.Queue()
         session = self
 
         class Handover(TrainerCallback):
-            """Wait for the orchestrator before each step; report the step's wall time after it."""
-
-            def on_train_begin(self, *a, **k):
-                session.go_time = session.wait_go()
+            """Report each step's wall time to the orchestrator, then wait for its next ``step`` command."""
 
             def on_step_end(self, args_, state, control, **k):
                 sync(device)
-                session.done.put(("ok", time.perf_counter() - session.go_time))
+                elapsed = time.perf_counter() - session.go_time
+                session.times.append(elapsed)
+                session.conn.send(("ok", elapsed))
                 if state.global_step < total:
-                    session.go_time = session.wait_go()
+                    session.go_time = session.wait_step()
 
         class InOrderTrainer(Trainer):  # the engine's batches, in the engine's order
             def _get_train_sampler(self, *a, **k):
@@ -381,37 +403,31 @@ class PeftSession:
     def prompt_weight(self):
         return self.peft_model.prompt_encoder.default.embedding.weight
 
-    def wait_go(self) -> float:
-        self.go.get()
-        sync(self.device)
-        return time.perf_counter()
-
-    def _train(self) -> None:
-        try:
-            self.output = self.trainer.train()
-        except BaseException:  # noqa: BLE001 - handed to the orchestrator
-            import traceback
-
-            self.done.put(("error", traceback.format_exc()))
+    def wait_step(self) -> float:
+        """Serve ``peak`` commands until the next ``step`` command; return the time it came."""
+        while True:
+            command = self.conn.recv()
+            if command == "step":
+                sync(self.device)
+                return time.perf_counter()
+            if command != "peak":
+                raise RuntimeError(f"bench: unexpected command {command!r} while training")
+            self.conn.send(("ok", matmul_peak(self.device)))
 
     def start(self) -> None:
         self.watch = MemoryWatch(self.device)
-        self.thread = threading.Thread(target=self._train, daemon=True)
-        self.thread.start()
 
-    def step(self) -> float:
-        self.go.put(1)
-        status, value = self.done.get()
-        if status != "ok":
-            raise RuntimeError(f"PEFT Trainer failed:\n{value}")
-        self.times.append(value)
-        return value
+    def step(self) -> None:
+        """The first ``step`` command starts ``Trainer.train()``; its callbacks answer every step command."""
+        sync(self.device)
+        self.go_time = time.perf_counter()
+        self.output = self.trainer.train()
+        return None
 
     def finish(self) -> dict:
         import torch
 
         args, total = self.args, self.total
-        self.thread.join()
         memory = self.watch.stop()
         examples = [args.batch_size] * total
         tokens = [sum(len(i) + len(l) for i, l in self.sequences[s * args.batch_size:(s + 1) * args.batch_size])
@@ -432,6 +448,7 @@ class PeftSession:
         first = {k: v.to(self.device) for k, v in self.dataset[args.warmup * args.batch_size:
                                                                (args.warmup + 1) * args.batch_size].items()}
         result["flops_counted_one_step"] = counted_flops(lambda: self.peft_model(**first).loss.backward())
+        result["flops_analytic_counted_batch"] = per_step
         self.peft_model.zero_grad(set_to_none=True)
 
         # Score PEFT's learned prompt through the engine's evaluation path (same generation, same scorer).
@@ -442,7 +459,8 @@ class PeftSession:
         started = time.perf_counter()
         point = engine.evaluate_point()
         result["eval"] = {**score_point(point), "examples": len(engine.dev_examples),
-                          "seconds": round(time.perf_counter() - started, 2)}
+                          "seconds": round(time.perf_counter() - started, 2),
+                          "validation_loss": round(validation_loss(engine), 4)}
         result["device"] = str(self.device)
         return result
 
@@ -458,6 +476,7 @@ def arm_worker(arm: str, arg_values: dict, conn) -> None:
         torch.manual_seed(args.seed)
         store_root = tempfile.mkdtemp(prefix="bench-store-")
         session = PeftSession(args, store_root) if arm == "peft-trainer" else OursSession(args, arm, store_root)
+        session.conn = conn
         conn.send(("ok", {"threads": torch.get_num_threads(), "device": str(session.device)}))
         while True:
             command = conn.recv()
@@ -467,7 +486,9 @@ def arm_worker(arm: str, arg_values: dict, conn) -> None:
                 session.start()
                 conn.send(("ok", None))
             elif command == "step":
-                conn.send(("ok", session.step()))
+                elapsed = session.step()
+                if elapsed is not None:  # (the PEFT arm answers from inside Trainer.train())
+                    conn.send(("ok", elapsed))
             elif command == "finish":
                 conn.send(("ok", session.finish()))
                 return
@@ -561,7 +582,7 @@ def report(args, arms, results, started) -> int:
     peak = statistics.median(peaks)
     lines = [f"bench: {args.backbone} on {args.task}, batch {args.batch_size}, n_prompts {args.n_prompts}, "
              f"{args.steps} timed steps after {args.warmup} warm-up, {results[arms[0]]['device']}, "
-             f"{results[arms[0]]['threads']} threads",
+             f"{results[arms[0]]['threads']} threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}",
              f"matmul peak (fp32 2048^3 torch.mm, median of {len(peaks)} runs in the arms' processes): "
              f"{gflops(peak)} GFLOP/s (range {gflops(min(peaks))}-{gflops(max(peaks))})",
              "",
@@ -578,7 +599,7 @@ def report(args, arms, results, started) -> int:
             f"{(gflops(achieved) if achieved else '-'):>9}"
             f"{(f'{achieved / own_peak:.0%}' if achieved else '-'):>8}"
             f"{r['memory']['peak_mb']:>9.0f}{r['memory']['training_extra_mb']:>10.0f}"
-            f"{r['eval']['score']:>7.1f}{r['eval']['lenient_score']:>8.1f}{r['losses'][-1]:>8.3f}")
+            f"{r['eval']['score']:>7.1f}{r['eval']['lenient_score']:>8.1f}{r['eval']['validation_loss']:>9.3f}")
     summary = {}
     if "peft-trainer" in results:
         base = results["peft-trainer"]
@@ -598,16 +619,24 @@ def report(args, arms, results, started) -> int:
                             "peak_memory_ratio": round(r["memory"]["peak_mb"] / base["memory"]["peak_mb"], 3),
                             "training_extra_memory_ratio": round(r["memory"]["training_extra_mb"]
                                                                  / max(base["memory"]["training_extra_mb"], 1e-9), 3),
-                            "score_delta": round(r["eval"]["score"] - base["eval"]["score"], 2)}
+                            "score_delta": round(r["eval"]["score"] - base["eval"]["score"], 2),
+                            "lenient_score_delta": round(r["eval"]["lenient_score"] - base["eval"]["lenient_score"], 2),
+                            "validation_loss_delta": round(r["eval"]["validation_loss"]
+                                                           - base["eval"]["validation_loss"], 4)}
             lines.append(f"{arm} / peft-trainer: examples/s {ratio:.2f}x, tokens/s "
                          f"{summary[arm]['tokens_per_s_ratio']:.2f}x, FLOPs/step {summary[arm]['flops_per_step_ratio']:.2f}x, "
                          f"training memory {summary[arm]['training_extra_memory_ratio']:.2f}x, "
-                         f"score {r['eval']['score']:.1f} vs {base['eval']['score']:.1f}")
+                         f"score {r['eval']['score']:.1f} vs {base['eval']['score']:.1f} "
+                         f"(lenient {r['eval']['lenient_score']:.1f} vs {base['eval']['lenient_score']:.1f}, "
+                         f"validation loss {r['eval']['validation_loss']:.3f} vs {base['eval']['validation_loss']:.3f})")
     for arm in arms:
         r = results[arm]
-        if "flops_per_step_analytic" in r:
-            lines.append(f"{arm}: FLOPs/step analytic {gflops(r['flops_per_step_analytic'])} G, torch flop counter "
-                         f"(one step) {gflops(r['flops_counted_one_step'])} G")
+        if "flops_analytic_counted_batch" in r:
+            same = r["flops_analytic_counted_batch"]
+            lines.append(f"{arm}: one batch, analytic {gflops(same['total'])} G (linear {gflops(same['linear'])}, "
+                         f"attention {gflops(same['attention'])}, LM head {gflops(same['lm_head'])}); torch flop "
+                         f"counter {gflops(r['flops_counted_one_step'])} G")
+    lines.append("(torch's flop counter does not see the fused CPU attention kernel: compare it with linear + LM head)")
     lines.append(f"total wall time {time.perf_counter() - started:.0f} s")
 
     payload = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "args": vars(args),

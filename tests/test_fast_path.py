@@ -34,7 +34,8 @@ def loss_and_grads(backbone, batch, method, use_fast):
     backbone.fast_loss = use_fast
     try:
         loss = backbone.loss(batch, method)
-        params = [p for p in method.parameters() if p.requires_grad] if method is not None else []
+        params = [] if method is None else (method.trainable_parameters() if hasattr(method, "trainable_parameters")
+                                            else [p for p in method.parameters() if p.requires_grad])
         grads = torch.autograd.grad(loss, params) if params else []
     finally:
         backbone.fast_loss = True
@@ -56,6 +57,17 @@ def test_fast_loss_equals_the_hugging_face_path(llama, kind):
     assert fast_loss.item() == pytest.approx(slow_loss.item(), rel=1e-5)
     for slow, quick in zip(slow_grads, fast_grads):
         assert torch.allclose(slow, quick, rtol=1e-4, atol=1e-6 * slow.abs().max().item())
+
+
+def test_full_fine_tuning_gets_the_same_weight_gradients():
+    backbone = load_backbone("tiny-llama")  # its own copy: full fine-tuning un-freezes the weights
+    method = build_method({"method": "full"}, backbone, seed=0)
+    batch = backbone.encode(INPUTS, TARGETS, max_input_tokens=16, max_target_tokens=4)
+    slow_loss, slow_grads = loss_and_grads(backbone, batch, method, use_fast=False)
+    fast_loss, fast_grads = loss_and_grads(backbone, batch, method, use_fast=True)
+    assert fast_loss.item() == pytest.approx(slow_loss.item(), rel=1e-5) and len(fast_grads) > 10
+    for slow, quick in zip(slow_grads, fast_grads):
+        assert torch.allclose(slow, quick, rtol=1e-4, atol=1e-5 * max(slow.abs().max().item(), 1e-6))
 
 
 def test_dropout_and_hooks_take_the_standard_path(llama):
