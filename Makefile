@@ -14,7 +14,9 @@ export HF_HUB_OFFLINE=1
 export HF_DATASETS_OFFLINE=1
 export TRANSFORMERS_OFFLINE=1
 endif
-export TQDM_DISABLE_FOR_NOTEBOOKS=1
+# PyTorch's OpenMP threads spin between parallel regions; on a shared CPU that made a SmolLM2 step take
+# 4-35 s instead of ~2 s (docs/SPEED.md). Passive waiting costs little on an idle machine.
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: install test reproduce bench lint clean-smoke
 
