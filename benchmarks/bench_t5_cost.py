@@ -63,27 +63,38 @@ def build(shape: str):
     return model
 
 
+def sync(device) -> None:
+    import torch
+
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize(device)
+
+
 def time_steps(model, batch: int, length: int, target_tokens: int, steps: int, dropout: bool, n_prompts: int = 10):
     """Median seconds per prompt-tuning step (one warm-up step dropped)."""
     import torch
 
     model.train(dropout)
+    device = model.device
     d = model.config.d_model
     prompt = torch.nn.Parameter(model.get_input_embeddings().weight[100:100 + n_prompts].clone())
     optimizer = torch.optim.AdamW([prompt], lr=0.01, weight_decay=0.01)
     generator = torch.Generator().manual_seed(0)
-    input_ids = torch.randint(2, 32000, (batch, length - n_prompts), generator=generator)
+    input_ids = torch.randint(2, 32000, (batch, length - n_prompts), generator=generator).to(device)
     labels = torch.randint(2, 32000, (batch, target_tokens), generator=generator)
     labels[:, -1] = 1
-    mask = torch.ones(batch, length, dtype=torch.long)
+    labels = labels.to(device)
+    mask = torch.ones(batch, length, dtype=torch.long, device=device)
     times = []
     for _ in range(steps + 1):
+        sync(device)
         started = time.perf_counter()
         embeds = torch.cat([prompt.expand(batch, -1, -1), model.get_input_embeddings()(input_ids)], 1)
         loss = model(inputs_embeds=embeds, attention_mask=mask, labels=labels, use_cache=False).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        sync(device)
         times.append(time.perf_counter() - started)
     assert embeds.shape == (batch, length, d)
     return statistics.median(times[1:]), times
@@ -96,8 +107,8 @@ def flops_per_example(model, length: int, target_tokens: int, batch: int = 2) ->
     from torch.utils.flop_counter import FlopCounterMode
 
     prompt = torch.nn.Parameter(model.get_input_embeddings().weight[100:110].clone())
-    input_ids = torch.randint(2, 32000, (batch, length - 10))
-    labels = torch.randint(2, 32000, (batch, target_tokens))
+    input_ids = torch.randint(2, 32000, (batch, length - 10), device=model.device)
+    labels = torch.randint(2, 32000, (batch, target_tokens), device=model.device)
     with FlopCounterMode(display=False) as counter:
         embeds = torch.cat([prompt.expand(batch, -1, -1), model.get_input_embeddings()(input_ids)], 1)
         model(inputs_embeds=embeds, labels=labels, use_cache=False).loss.backward()
@@ -123,6 +134,7 @@ def main(argv=None) -> int:
     parser.add_argument("--target-tokens", type=int, default=3)
     parser.add_argument("--steps", type=int, default=3, help="Timed steps per setting (after one warm-up).")
     parser.add_argument("--dropout", action="store_true", help="Also time train mode (dropout 0.1 on).")
+    parser.add_argument("--device", default="cpu", help="'cpu' or 'cuda' (fp32 either way).")
     parser.add_argument("--out", default=str(REPO / "results" / "bench"))
     args = parser.parse_args(argv)
     lengths = [int(x) for x in args.lengths.split(",")]
@@ -130,10 +142,12 @@ def main(argv=None) -> int:
     sizes = task_sizes()
     examples_per_epoch = sum(sizes.values())
     rows, started = [], time.perf_counter()
-    print(f"T5 prompt-tuning cost on {torch.get_num_threads()} CPU threads, random weights, fp32, "
+    where = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else \
+        f"{torch.get_num_threads()} CPU threads"
+    print(f"T5 prompt-tuning cost on {where}, random weights, fp32, "
           f"{args.target_tokens} target tokens, n_prompts 10")
     for shape in [m.strip() for m in args.models.split(",")]:
-        model = build(shape)
+        model = build(shape).to(args.device)
         params = sum(p.numel() for p in model.parameters())
         for length in lengths:
             for dropout in ([False, True] if args.dropout else [False]):
@@ -149,7 +163,7 @@ def main(argv=None) -> int:
                        "step_s": {str(b): round(t, 3) for b, t in measured.items()},
                        "linearity": round(measured[big] / measured[batches[0]], 2) if len(batches) > 1 else None,
                        "examples_per_s": round(1 / per_example, 2), "step_s_batch32_extrapolated": round(t32, 2),
-                       "cpu_hours_one_run_all_13_tasks_80_epochs": round(hours, 1)}
+                       "device_hours_one_run_all_13_tasks_80_epochs": round(hours, 1)}
                 flops = flops_per_example(model, length, args.target_tokens)
                 run_flops = flops * examples_per_epoch * EPOCHS
                 row.update(flops_per_example=flops, flops_one_run=run_flops,
@@ -160,12 +174,12 @@ def main(argv=None) -> int:
                       + ", ".join(f"batch {b}: {t:.2f} s/step" for b, t in measured.items())
                       + f" (x{row['linearity']} from batch {batches[0]} to {big}); {row['examples_per_s']} ex/s; "
                       f"batch 32 ~ {t32:.1f} s/step; one method x one seed over the 13 tasks x 80 epochs "
-                      f"({examples_per_epoch:,} examples/epoch) ~ {hours:,.0f} CPU-hours; "
+                      f"({examples_per_epoch:,} examples/epoch) ~ {hours:,.0f} hours here; "
                       f"{flops / 1e9:.0f} GFLOP/example (achieved here {flops / per_example / 1e9:.0f} GFLOP/s), "
                       f"{run_flops:.2e} FLOP per run = at least {row['a100_hours_lower_bound']} A100-hours at 100% of "
                       f"the bf16 peak")
         del model
-    payload = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "threads": torch.get_num_threads(),
+    payload = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "device": where,
                "task_train_sizes": sizes, "epochs": EPOCHS, "rows": rows,
                "wall_s": round(time.perf_counter() - started, 1)}
     out = Path(args.out)

@@ -33,7 +33,7 @@ last layer's output projection and MLP on H rows only. ``torch.utils.flop_counte
 of one step as a cross-check.
 
 The last line printed is ``speedup vs peft+trainer: X.XXx`` (examples/s of ours-simple over peft-trainer).
-Results go to ``results/bench/bench_training.json`` (and a timestamped copy).
+Results go to ``results/bench/bench_training.json`` (overwritten by every run).
 """
 from __future__ import annotations
 
@@ -325,7 +325,8 @@ class PeftSession:
         from datasets import Dataset
         from peft import PromptTuningConfig, PromptTuningInit, get_peft_model
         from torch.utils.data import SequentialSampler
-        from transformers import Trainer, TrainerCallback, TrainingArguments, default_data_collator
+        from transformers import (PrinterCallback, Trainer, TrainerCallback, TrainingArguments,
+                                  default_data_collator)
 
         from superpos.backbones import SEPARATOR, TARGET_PREFIX
 
@@ -398,6 +399,7 @@ class PeftSession:
             remove_unused_columns=False)
         self.trainer = InOrderTrainer(model=peft_model, args=training_args, train_dataset=self.dataset,
                                       data_collator=default_data_collator, callbacks=[Handover()])
+        self.trainer.remove_callback(PrinterCallback)  # its per-step log lines would interleave with the report
         self.times: list[float] = []
 
     def prompt_weight(self):
@@ -587,7 +589,7 @@ def report(args, arms, results, started) -> int:
              f"{gflops(peak)} GFLOP/s (range {gflops(min(peaks))}-{gflops(max(peaks))})",
              "",
              f"{'arm':<15}{'step s':>8}{'ex/s':>8}{'tok/s':>8}{'rows/step':>10}{'GFLOP/step':>12}"
-             f"{'GFLOP/s':>9}{'of peak':>8}{'mem MB':>9}{'+train MB':>10}{'score':>7}{'lenient':>8}{'loss':>8}"]
+             f"{'GFLOP/s':>9}{'of peak':>8}{'mem MB':>9}{'+train MB':>10}{'score':>7}{'lenient':>8}{'val loss':>9}"]
     for arm in arms:
         r = results[arm]
         own_peak = statistics.median(r["matmul_peak_flops"])
@@ -643,10 +645,7 @@ def report(args, arms, results, started) -> int:
                "matmul_peak_flops_median": peak, "arms": results, "ratios": summary}
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    text = json.dumps(payload, indent=1, default=float) + "\n"
-    (out_dir / "bench_training.json").write_text(text)
-    (out_dir / f"bench_training-{stamp}.json").write_text(text)
+    (out_dir / "bench_training.json").write_text(json.dumps(payload, indent=1, default=float) + "\n")
     lines.append(f"results: {out_dir / 'bench_training.json'}")
     print("\n".join(lines))
     if "peft-trainer" in results and "ours-simple" in results:

@@ -32,7 +32,7 @@ from .store import ResultsStore
 
 #: Environment variables a worker needs to see the same data, cache and offline settings as the driver.
 FORWARDED_VARIABLES = ("SUPERPOS_DATA", "SUPERPOS_CACHE", "SUPERPOS_RESULTS", "HF_HUB_OFFLINE",
-                       "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HOME", "TQDM_DISABLE")
+                       "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HOME", "TQDM_DISABLE", "OMP_WAIT_POLICY")
 DEFAULT_MAX_RETRIES = 2
 
 
@@ -97,34 +97,38 @@ def run_configs_on_ray(configs: Iterable[RunConfig], store: ResultsStore, addres
     configs = [as_run_config(config).resolved() for config in configs]
     store.ensure_writable()
     store_root = str(Path(store.root).resolve())
+    env_vars = {name: os.environ[name] for name in FORWARDED_VARIABLES if name in os.environ}
+    hashes = [config.run_hash() for config in configs]
+    records: dict[str, dict] = {}
+    result = GridResult(records=[])
+    bar = tqdm(total=len(configs), desc="runs (ray)", file=sys.stderr, disable=not progress, dynamic_ncols=True)
+
+    def settle(run_hash: str, record: dict, kind: str) -> None:
+        records[run_hash] = record
+        if kind == "cached":
+            result.cached += 1
+        elif record["status"] == "done":
+            result.done += 1
+        else:
+            result.failed += 1
+        bar.update(1)
+
+    waiting: list[tuple[str, RunConfig]] = []
+    for run_hash, config in zip(hashes, configs):
+        existing = store.get(run_hash)
+        if _is_cached(existing, retry_failed):
+            settle(run_hash, {**existing, "cached": True}, "cached" if existing["status"] == "done" else "failed")
+        elif run_hash not in {h for h, _ in waiting}:
+            waiting.append((run_hash, config))
+    if not waiting:  # everything is in the store already: no Ray needed
+        bar.close()
+        result.records = [records[h] for h in dict.fromkeys(hashes)]
+        return result
+
     started_here = _init_ray(ray, address)
     try:
         cluster_gpus = float(ray.cluster_resources().get("GPU", 0))
         remote = ray.remote(execute_run)
-        env_vars = {name: os.environ[name] for name in FORWARDED_VARIABLES if name in os.environ}
-
-        hashes = [config.run_hash() for config in configs]
-        records: dict[str, dict] = {}
-        result = GridResult(records=[])
-        bar = tqdm(total=len(configs), desc="runs (ray)", file=sys.stderr, disable=not progress, dynamic_ncols=True)
-
-        def settle(run_hash: str, record: dict, kind: str) -> None:
-            records[run_hash] = record
-            if kind == "cached":
-                result.cached += 1
-            elif record["status"] == "done":
-                result.done += 1
-            else:
-                result.failed += 1
-            bar.update(1)
-
-        waiting: list[tuple[str, RunConfig]] = []
-        for run_hash, config in zip(hashes, configs):
-            existing = store.get(run_hash)
-            if _is_cached(existing, retry_failed):
-                settle(run_hash, {**existing, "cached": True}, "cached" if existing["status"] == "done" else "failed")
-            elif run_hash not in {h for h, _ in waiting}:
-                waiting.append((run_hash, config))
 
         in_flight: dict[Any, tuple[str, RunConfig]] = {}
 
@@ -181,7 +185,7 @@ def run_configs_on_ray(configs: Iterable[RunConfig], store: ResultsStore, addres
                             store.put({key: value for key, value in record.items() if key not in ("cached", "worker")})
                     except Exception as error:  # the worker died max_retries + 1 times, or Ray lost the task
                         record = failed_record(config, error)
-                        record["reason"] = (f"worker died {max_retries + 1} time(s), retries spent: "
+                        record["reason"] = (f"worker died or was lost; Ray gave up after {max_retries + 1} attempt(s): "
                                             f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
                         store.put(record)
                     settle(run_hash, record, "cached" if record.get("cached") and record["status"] == "done" else "")

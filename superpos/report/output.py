@@ -48,10 +48,11 @@ def describe_budget(frame: pd.DataFrame) -> str:
     parts = []
     steps = [v for v in _values(frame, "max_steps") if v is not None]
     epochs = _values(frame, "epochs")
+    epoch_word = "epoch" if epochs == [1] else "epochs"
     if steps:
-        parts.append(f"at most {_join(int(v) for v in steps)} steps (or {_join(epochs)} epochs)")
+        parts.append(f"at most {_join(int(v) for v in steps)} steps (or {_join(epochs)} {epoch_word})")
     else:
-        parts.append(f"{_join(epochs)} epochs")
+        parts.append(f"{_join(epochs)} {epoch_word}")
     parts[-1] += f" at batch {_join(_values(frame, 'batch_size'))}"
     train = _values(frame, "train_limit")
     parts.append(f"≤{_join(int(v) for v in train)} training examples" if any(v is not None for v in train)

@@ -10,7 +10,10 @@ and loads no model.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -73,7 +76,10 @@ def nearest_tokens(frame: pd.DataFrame, where, *, k: int = 5, load=None) -> pd.D
             if run["backbone"] not in backbones:
                 if load is None:
                     from ..backbones import load_backbone as load
-                backbones[run["backbone"]] = load(run["backbone"])
+                # Quietly: a first execution must show what a re-execution from the cache shows (nbval).
+                with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+                    warnings.simplefilter("ignore")
+                    backbones[run["backbone"]] = load(run["backbone"])
             from safetensors.torch import load_file
 
             prompt = load_file(str(store.root / run["prompt_path"]))["prompt"]
