@@ -514,7 +514,7 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="'auto' (CUDA when present), 'cpu' or 'cuda'.")
     parser.add_argument("--arms", default=",".join(ARMS), help=f"Comma-separated subset of {', '.join(ARMS)}.")
-    parser.add_argument("--out", default=str(REPO / "results" / "bench"), help="Folder for the JSON results.")
+    parser.add_argument("--out", default="results/bench", help="Folder for the JSON results (relative: to the repository).")
     return parser.parse_args(argv)
 
 
@@ -643,10 +643,11 @@ def report(args, arms, results, started) -> int:
 
     payload = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "args": vars(args),
                "matmul_peak_flops_median": peak, "arms": results, "ratios": summary}
-    out_dir = Path(args.out)
+    out_dir = Path(args.out) if Path(args.out).is_absolute() else REPO / args.out
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "bench_training.json").write_text(json.dumps(payload, indent=1, default=float) + "\n")
-    lines.append(f"results: {out_dir / 'bench_training.json'}")
+    shown = out_dir.relative_to(REPO) if out_dir.is_relative_to(REPO) else out_dir
+    lines.append(f"results: {shown / 'bench_training.json'}")
     print("\n".join(lines))
     if "peft-trainer" in results and "ours-simple" in results:
         print(f"speedup vs peft+trainer: {summary['ours-simple']['examples_per_s_ratio']:.2f}x")

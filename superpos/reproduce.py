@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from .paths import NOTEBOOKS_DIR, OFFLINE_VARIABLES, hub_is_offline, results_dir
+from .paths import NOTEBOOKS_DIR, OFFLINE_VARIABLES, REPO_ROOT, hub_is_offline, results_dir
 from .profiles import NOTEBOOKS, get_profile, notebook_grid, notebook_name
 
 KERNEL = "python3"
@@ -105,6 +105,8 @@ def reproduce(profile: str = "quick", notebooks: list[str] | None = None, *, out
                 failures.append(name)
                 print(f"    {name} failed: {type(error).__name__}: {first[-1] if first else ''} "
                       f"(see {target})", file=sys.stderr, flush=True)
+            if target.exists():
+                relative_papermill_paths(target)
             summaries = grid_summaries(target) if target.exists() else []
             for line in summaries:
                 print(f"    {line}", flush=True)
@@ -118,3 +120,19 @@ def reproduce(profile: str = "quick", notebooks: list[str] | None = None, *, out
         print(f"reproduce: problems in {', '.join(dict.fromkeys(failures))}", file=sys.stderr)
         return 1
     return 0
+
+
+def relative_papermill_paths(path: Path) -> None:
+    """Papermill records absolute input/output paths; keep them relative to the repository."""
+    import nbformat
+
+    notebook = nbformat.read(path, as_version=4)
+    meta = notebook.metadata.get("papermill", {})
+    changed = False
+    for key in ("input_path", "output_path"):
+        value = meta.get(key)
+        if value and Path(value).is_absolute() and Path(value).is_relative_to(REPO_ROOT):
+            meta[key] = str(Path(value).relative_to(REPO_ROOT))
+            changed = True
+    if changed:
+        nbformat.write(notebook, path)

@@ -29,8 +29,10 @@ def readout_path(store: ResultsStore, run_hash: str, k: int) -> Path:
 
 
 def _token_text(tokenizer, token_id: int) -> str:
+    """The token as text; a piece that is no text on its own (whitespace, part of a UTF-8 character in a
+    byte-level BPE) is shown as the tokenizer's raw token instead."""
     text = tokenizer.decode([int(token_id)]).strip()
-    if not text:
+    if not text or "\ufffd" in text:
         text = str(tokenizer.convert_ids_to_tokens(int(token_id)))
     return text
 
