@@ -154,8 +154,11 @@ class EptPrompt(PromptMethod):
             mask = attention_mask.to(torch.long)
         positions = mask.cumsum(dim=1) - 1  # index among the real tokens
         valid = (mask > 0) & (positions < update.shape[0])
-        rows = update[positions.clamp(0, update.shape[0] - 1)]  # [B, L, d]
-        shifted = inputs_embeds + (rows * valid.unsqueeze(-1)).to(inputs_embeds.dtype)
+        # A one-hot product rather than ``update[positions]``: the indexing backward accumulates repeated
+        # positions in a thread-dependent order on CPU, which broke run-to-run determinism.
+        one_hot = torch.nn.functional.one_hot(positions.clamp(0, update.shape[0] - 1), update.shape[0])
+        rows = (one_hot * valid.unsqueeze(-1)).to(update.dtype) @ update  # [B, L, d]
+        shifted = inputs_embeds + rows.to(inputs_embeds.dtype)
         prompt = self.prompt_matrix().to(inputs_embeds.dtype)
         return prompt.unsqueeze(0).expand(batch, -1, -1), shifted
 
