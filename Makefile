@@ -18,7 +18,7 @@ endif
 # 4-35 s instead of ~2 s (docs/SPEED.md). Passive waiting costs little on an idle machine.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install test reproduce bench lint clean-smoke
+.PHONY: install test reproduce report reference bench
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
@@ -34,8 +34,18 @@ install: $(STAMP)
 test: install
 	$(PY) -m pytest -q
 
+# Trains every run of the profile into results/$(PROFILE)/ (resuming what an earlier call left), compares each
+# with the committed reference in results/$(PROFILE)/reference/, then renders tables, figures and notebooks.
 reproduce: install
 	$(PY) -m superpos reproduce --profile $(PROFILE)
+
+# Renders tables, figures and notebooks from the committed reference alone: nothing trains.
+report: install
+	$(PY) -m superpos reproduce --profile $(PROFILE) --from-reference
+
+# Like reproduce, then makes the fresh runs the committed reference (on purpose, after a change of results).
+reference: install
+	$(PY) -m superpos reproduce --profile $(PROFILE) --accept
 
 bench: install
 	$(PY) benchmarks/bench_training.py

@@ -11,11 +11,22 @@ batch size, prompt length and prompt initialization:
   prompt-tuning guide does it (input ids = input + label + eos, labels -100 on the input, every example
   left-padded to one fixed ``max_length``; here the smallest one that cuts no example).
 
+Every arm computes at one precision, resolved once per run: ``--dtype auto`` (the default) asks
+``superpos.backbones.precision.resolve_precision``, which gives bf16 where the device runs it natively (CUDA
+with bf16, a CPU with avx512_bf16 or AMX) and fp32 elsewhere; ``--dtype fp32|bf16`` overrides. The engine's
+arms load the frozen backbone in that type; the PEFT arm trains the very same backbone (same type) and, at
+bf16, with ``TrainingArguments(bf16=True)`` (on CPU that needs ``use_cpu=True``, which the arm sets there).
+Trainable prompts stay float32 in every arm.
+
 Each arm lives in its own Python process (so its peak memory is its own), and the arms take turns step by
 step, the order rotating, so that a change of load on a shared machine hits every arm alike. Each process
-also times a float32 matmul microbenchmark (2048 x 2048 ``torch.mm``) before and after its steps: the
-hardware reference for the achieved FLOP/s. Steps are timed wall-clock, the optimizer step and the step's
-data preparation included; the warm-up step is dropped and medians are reported. After the same number of steps, every arm is scored the same way: greedy
+also times matmul microbenchmarks in float32 *and* bfloat16 (``torch.mm`` of 2048 x 2048, median of 10
+after 2 warm-up calls) before and after its steps: the hardware references for the achieved FLOP/s, both
+reported whatever the run's precision. Where one 2048^3 call is predicted to take over 1 s (bf16 emulated
+by a CPU without bf16 units: ~1 GFLOP/s), that type's size is halved until it fits (not below 256), with 5
+timed calls after 1 warm-up; the first process decides the sizes and all use them, and the printout names them.
+Steps are timed wall-clock, the optimizer step and the step's data preparation included; the warm-up step
+is dropped and medians are reported. After the same number of steps, every arm is scored the same way: greedy
 generation through the engine's evaluation path, scored by the task's scorer (PEFT's learned prompt is
 loaded into a ``simple`` method for that).
 
@@ -32,6 +43,9 @@ ours, fast loss: R = n + real tokens (no padding, the prompt once), Sq = S - n, 
 last layer's output projection and MLP on H rows only. ``torch.utils.flop_counter`` counts the matmul FLOPs
 of one step as a cross-check.
 
+Before it, the goals are checked on this run's numbers: ours-simple's examples/s >= 2x peft-trainer's at the
+same precision, its strict score, lenient score and validation loss equal or better, and its achieved
+FLOP/s >= 50 % of the bf16 peak (applicable when the run is bf16); the fraction of the fp32 peak is stated too.
 The last line printed is ``speedup vs peft+trainer: X.XXx`` (examples/s of ours-simple over peft-trainer).
 Results go to ``results/bench/bench_training.json`` (overwritten by every run).
 """
@@ -67,21 +81,70 @@ ARMS = ("ours-simple", "peft-trainer", "ours-superpos", "ours-simple-hf")
 
 
 # ----------------------------------------------------------------------------- measurement helpers
-def matmul_peak(device, size: int = 2048, repeats: int = 10) -> float:
-    """Median FLOP/s of a float32 ``size x size`` matmul on ``device`` (2 warm-up calls first)."""
+PEAK_DTYPES = ("fp32", "bf16")
+PEAK_SIZE, PEAK_REPEATS, PEAK_WARMUP = 2048, 10, 2
+PEAK_SMALL_REPEATS, PEAK_SMALL_WARMUP, PEAK_MIN_SIZE, PEAK_CALL_BUDGET_S = 5, 1, 256, 1.0
+TORCH_DTYPES = {"fp32": "float32", "bf16": "bfloat16"}
+
+
+def matmul_peak(device, dtype: str = "fp32", size: int = PEAK_SIZE, repeats: int = PEAK_REPEATS,
+                warmup: int = PEAK_WARMUP) -> float:
+    """Median FLOP/s of a ``size x size`` matmul in ``dtype`` on ``device`` (``warmup`` untimed calls first)."""
     import torch
 
-    a = torch.randn(size, size, device=device)
-    b = torch.randn(size, size, device=device)
+    kind = getattr(torch, TORCH_DTYPES[dtype])
+    a = torch.randn(size, size, device=device, dtype=kind)
+    b = torch.randn(size, size, device=device, dtype=kind)
     times = []
-    for i in range(repeats + 2):
+    for i in range(repeats + warmup):
         sync(device)
         started = time.perf_counter()
         torch.mm(a, b)
         sync(device)
-        if i >= 2:
+        if i >= warmup:
             times.append(time.perf_counter() - started)
     return 2 * size ** 3 / statistics.median(times)
+
+
+def peak_plan(device, dtype: str) -> dict:
+    """Size, timed calls and warm-up calls of ``dtype``'s microbenchmark on ``device``.
+
+    2048^3, 10 calls after 2 warm-up, unless a 512^3 probe (the fastest of 3 calls after 1 warm-up) predicts
+    a 2048^3 call to take over ``PEAK_CALL_BUDGET_S`` (bf16 without bf16 units: ~1 GFLOP/s, ~15 s a call);
+    then the size is halved until it fits (not below 256) and 5 calls are timed after 1 warm-up.
+    """
+    import torch
+
+    probe = 512
+    kind = getattr(torch, TORCH_DTYPES[dtype])
+    a = torch.randn(probe, probe, device=device, dtype=kind)
+    b = torch.randn(probe, probe, device=device, dtype=kind)
+    times = []
+    for i in range(4):
+        sync(device)
+        started = time.perf_counter()
+        torch.mm(a, b)
+        sync(device)
+        if i:
+            times.append(time.perf_counter() - started)
+    rate = 2 * probe ** 3 / min(times)
+    size = PEAK_SIZE
+    while size > PEAK_MIN_SIZE and 2 * size ** 3 / rate > PEAK_CALL_BUDGET_S:
+        size //= 2
+    full = size == PEAK_SIZE
+    return {"size": size, "repeats": PEAK_REPEATS if full else PEAK_SMALL_REPEATS,
+            "warmup": PEAK_WARMUP if full else PEAK_SMALL_WARMUP, "probe_flops": rate,
+            "predicted_s_per_2048_call": round(2 * PEAK_SIZE ** 3 / rate, 3)}
+
+
+def matmul_peaks(device, plans: dict | None) -> dict:
+    """``{dtype: {"flops", "size", "repeats", "warmup"}}`` for fp32 and bf16; ``plans`` None: decide them here."""
+    peaks = {}
+    for dtype in PEAK_DTYPES:
+        plan = dict(plans[dtype]) if plans else peak_plan(device, dtype)
+        flops = matmul_peak(device, dtype, plan["size"], plan["repeats"], plan["warmup"])
+        peaks[dtype] = {**plan, "flops": flops}
+    return peaks
 
 
 def sync(device) -> None:
@@ -89,6 +152,11 @@ def sync(device) -> None:
 
     if getattr(device, "type", str(device)).startswith("cuda"):
         torch.cuda.synchronize(device)
+
+
+def dtype_name(dtype) -> str:
+    name = str(dtype).replace("torch.", "")
+    return {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}.get(name, name)
 
 
 def proc_status_mb(field: str) -> float:
@@ -196,7 +264,8 @@ def engine_trainer(args, method: str, store_root: str):
                        method_config={"n_prompts": args.n_prompts}, batch_size=args.batch_size,
                        max_steps=args.steps + args.warmup, eval_every=0, eval_limit=args.eval_limit,
                        eval_batch_size=args.eval_batch_size, train_limit=args.train_limit,
-                       max_input_tokens=args.max_input_tokens, device=args.device, seed=args.seed).resolved()
+                       max_input_tokens=args.max_input_tokens, device=args.device, dtype=args.precision,
+                       seed=args.seed).resolved()
     return Trainer(config, config.run_hash(), ResultsStore(store_root), None, progress=False)
 
 
@@ -308,6 +377,10 @@ class OursSession:
                           "validation_loss": round(validation_loss(trainer), 4)}
         result["device"] = str(self.device)
         result["backbone"] = repr(backbone)
+        result["precision"] = {"backbone_dtype": dtype_name(backbone.dtype),
+                               "trainable_dtypes": sorted({dtype_name(p.dtype) for p in trainer.method.parameters()
+                                                           if p.requires_grad}),
+                               "autocast": type(trainer.autocast).__name__ != "nullcontext"}
         return result
 
 
@@ -372,6 +445,7 @@ class PeftSession:
         with torch.no_grad():  # the same start as ours-simple: the vocab-sampled prompt the engine built
             self.prompt_weight().copy_(engine.method.prompt_matrix().detach())
         self.trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+        self.backbone_dtype = backbone.dtype
 
         session = self
 
@@ -396,7 +470,11 @@ class PeftSession:
             lr_scheduler_type="constant", warmup_steps=0, max_grad_norm=0.0, optim="adamw_torch",
             logging_steps=1, save_strategy="no", eval_strategy="no", report_to="none", disable_tqdm=True,
             log_level="error", dataloader_num_workers=0, seed=args.seed, use_cpu=device.type != "cuda",
-            remove_unused_columns=False)
+            remove_unused_columns=False,
+            # The run's precision: the backbone came from the engine's loader in it, and at bf16 the Trainer's
+            # own switch (accelerate autocast) is on too, as a Trainer user runs bf16. Off the GPU,
+            # transformers accepts bf16=True only with use_cpu=True (TrainingArguments.__post_init__).
+            bf16=args.precision == "bf16")
         self.trainer = InOrderTrainer(model=peft_model, args=training_args, train_dataset=self.dataset,
                                       data_collator=default_data_collator, callbacks=[Handover()])
         self.trainer.remove_callback(PrinterCallback)  # its per-step log lines would interleave with the report
@@ -412,9 +490,9 @@ class PeftSession:
             if command == "step":
                 sync(self.device)
                 return time.perf_counter()
-            if command != "peak":
+            if not (isinstance(command, tuple) and command[0] == "peak"):
                 raise RuntimeError(f"bench: unexpected command {command!r} while training")
-            self.conn.send(("ok", matmul_peak(self.device)))
+            self.conn.send(("ok", matmul_peaks(self.device, command[1])))
 
     def start(self) -> None:
         self.watch = MemoryWatch(self.device)
@@ -439,7 +517,13 @@ class PeftSession:
         result = {"arm": "peft-trainer", "losses": [round(x, 4) for x in losses],
                   **summarize(self.times, examples, tokens, positions, args.warmup), "memory": memory,
                   "trainable_params": self.trainable, "max_length": self.max_length,
-                  "train_runtime": self.output.metrics.get("train_runtime")}
+                  "train_runtime": self.output.metrics.get("train_runtime"),
+                  "precision": {"backbone_dtype": dtype_name(self.backbone_dtype),
+                                "trainable_dtypes": sorted({dtype_name(p.dtype) for p in self.peft_model.parameters()
+                                                            if p.requires_grad}),
+                                "training_args_bf16": self.trainer.args.bf16,
+                                "use_cpu": self.trainer.args.use_cpu,
+                                "accelerate_mixed_precision": str(self.trainer.accelerator.mixed_precision)}}
         shape = model_shape(self.model)
         length = args.n_prompts + self.max_length
         per_step = step_flops(shape, rows=args.batch_size * length, attn_batch=args.batch_size, attn_queries=length,
@@ -468,7 +552,7 @@ class PeftSession:
 
 
 def arm_worker(arm: str, arg_values: dict, conn) -> None:
-    """One arm in its own process: build it, then obey the orchestrator (peak, start, step, finish)."""
+    """One arm in its own process: build it, then obey the orchestrator (("peak", plans), start, step, finish)."""
     import traceback
 
     try:
@@ -482,8 +566,8 @@ def arm_worker(arm: str, arg_values: dict, conn) -> None:
         conn.send(("ok", {"threads": torch.get_num_threads(), "device": str(session.device)}))
         while True:
             command = conn.recv()
-            if command == "peak":
-                conn.send(("ok", matmul_peak(session.device)))
+            if isinstance(command, tuple) and command[0] == "peak":  # ("peak", plans or None)
+                conn.send(("ok", matmul_peaks(session.device, command[1])))
             elif command == "start":
                 session.start()
                 conn.send(("ok", None))
@@ -513,9 +597,34 @@ def parse_args(argv=None):
     parser.add_argument("--eval-batch-size", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="'auto' (CUDA when present), 'cpu' or 'cuda'.")
+    parser.add_argument("--dtype", default="auto", choices=("auto", "fp32", "bf16"),
+                        help="Precision of every arm's frozen backbone: 'auto' (resolve_precision: bf16 where the "
+                             "device runs it natively, else fp32), 'fp32' or 'bf16'.")
     parser.add_argument("--arms", default=",".join(ARMS), help=f"Comma-separated subset of {', '.join(ARMS)}.")
     parser.add_argument("--out", default="results/bench", help="Folder for the JSON results (relative: to the repository).")
     return parser.parse_args(argv)
+
+
+def run_precision(requested: str, device: str) -> tuple[str, str]:
+    """``(dtype, reason)`` for every arm of this run (``resolve_precision`` on the device the arms will use)."""
+    import torch
+
+    from superpos.backbones.precision import resolve_precision
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return resolve_precision(requested, torch.device(device))
+
+
+def bf16_native(device: str) -> tuple[bool, str]:
+    """``native_bf16`` on the device the arms will use: whether a bf16 run computes natively or emulated."""
+    import torch
+
+    from superpos.backbones.precision import native_bf16
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return native_bf16(torch.device(device))
 
 
 def gflops(x: float) -> str:
@@ -555,14 +664,20 @@ def main(argv=None) -> int:
         if arm not in ARMS:
             raise SystemExit(f"bench: unknown arm {arm!r}; choose from {', '.join(ARMS)}")
     started = time.perf_counter()
+    args.precision, args.precision_reason = run_precision(args.dtype, args.device)
+    args.bf16_native, args.bf16_native_why = bf16_native(args.device)
+    print(f"[bench] precision {args.precision} ({args.precision_reason})", file=sys.stderr, flush=True)
     context = multiprocessing.get_context("spawn")
     handles = {}
     for name in arms:  # one after another: the first one may have to convert the backbone into the cache
         print(f"[bench] loading {name} ...", file=sys.stderr, flush=True)
         handles[name] = Arm(name, args, context)
     total = args.steps + args.warmup
+    plans = None  # the first process sizes the microbenchmarks, every process then uses those sizes
     for handle in handles.values():
-        handle.peaks.append(handle.call("peak"))
+        handle.peaks.append(handle.call(("peak", plans)))
+        plans = plans or {d: {k: p[k] for k in ("size", "repeats", "warmup", "predicted_s_per_2048_call")}
+                          for d, p in handle.peaks[0].items()}
         handle.call("start")
     for step in range(total):  # interleaved, the order rotating, so load drift hits every arm alike
         order = arms[step % len(arms):] + arms[:step % len(arms)]
@@ -570,38 +685,81 @@ def main(argv=None) -> int:
         print(f"[bench] step {step + 1}/{total}: " + ", ".join(f"{n} {t:.2f}s" for n, t in times.items()),
               file=sys.stderr, flush=True)
     for handle in handles.values():
-        handle.peaks.append(handle.call("peak"))
+        handle.peaks.append(handle.call(("peak", plans)))
     results = {}
     for name, handle in handles.items():
         print(f"[bench] evaluating {name} ...", file=sys.stderr, flush=True)
-        results[name] = {**handle.call("finish"), "matmul_peak_flops": handle.peaks, **handle.info}
+        results[name] = {**handle.call("finish"), "matmul_peaks": handle.peaks,
+                         "matmul_peak_flops": {d: [p[d]["flops"] for p in handle.peaks] for d in PEAK_DTYPES},
+                         **handle.info}
         handle.process.join(timeout=60)
     return report(args, arms, results, started)
 
 
+def percent(x: float) -> str:
+    return f"{x:.0%}"
+
+
+def peak_line(dtype: str, results: dict) -> str:
+    values = [v for r in results.values() for v in r["matmul_peak_flops"][dtype]]
+    plan = next(iter(results.values()))["matmul_peaks"][0][dtype]
+    size, repeats, warmup = plan["size"], plan["repeats"], plan["warmup"]
+    note = "" if size == PEAK_SIZE else (f"; smaller than 2048^3 because one 2048^3 call was predicted to take "
+                                         f"{plan['predicted_s_per_2048_call']:.1f} s")
+    return (f"  {dtype}: {gflops(statistics.median(values))} GFLOP/s (range {gflops(min(values))}-"
+            f"{gflops(max(values))}; {size}^3 torch.mm, median of {repeats} after {warmup} warm-up, "
+            f"{len(values)} measurements{note})")
+
+
+def metric_verdict(r: dict, base: dict) -> tuple[bool, str]:
+    """Whether ``r``'s strict score, lenient score and validation loss each equal or beat ``base``'s."""
+    mine, theirs = r["eval"], base["eval"]
+    checks = [("strict score", mine["score"], theirs["score"], mine["score"] >= theirs["score"]),
+              ("lenient score", mine["lenient_score"], theirs["lenient_score"],
+               mine["lenient_score"] >= theirs["lenient_score"]),
+              ("validation loss", mine["validation_loss"], theirs["validation_loss"],
+               mine["validation_loss"] <= theirs["validation_loss"])]
+    worse = [name for name, _, _, ok in checks if not ok]
+    detail = ", ".join(f"{name} {a:.{3 if 'loss' in name else 1}f} vs {b:.{3 if 'loss' in name else 1}f}"
+                       for name, a, b, _ in checks)
+    return not worse, (detail if not worse else f"{detail}; worse on: {', '.join(worse)}")
+
+
 def report(args, arms, results, started) -> int:
-    peaks = [p for r in results.values() for p in r["matmul_peak_flops"]]
-    peak = statistics.median(peaks)
+    precision, reason = args.precision, args.precision_reason
+    own_peaks = {arm: {d: statistics.median(results[arm]["matmul_peak_flops"][d]) for d in PEAK_DTYPES}
+                 for arm in arms}
     lines = [f"bench: {args.backbone} on {args.task}, batch {args.batch_size}, n_prompts {args.n_prompts}, "
              f"{args.steps} timed steps after {args.warmup} warm-up, {results[arms[0]]['device']}, "
              f"{results[arms[0]]['threads']} threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}",
-             f"matmul peak (fp32 2048^3 torch.mm, median of {len(peaks)} runs in the arms' processes): "
-             f"{gflops(peak)} GFLOP/s (range {gflops(min(peaks))}-{gflops(max(peaks))})",
-             "",
-             f"{'arm':<15}{'step s':>8}{'ex/s':>8}{'tok/s':>8}{'rows/step':>10}{'GFLOP/step':>12}"
-             f"{'GFLOP/s':>9}{'of peak':>8}{'mem MB':>9}{'+train MB':>10}{'score':>7}{'lenient':>8}{'val loss':>9}"]
+             f"precision: {precision} for every arm ({reason})"]
+    for arm in arms:
+        p = results[arm]["precision"]
+        extra = (f", TrainingArguments(bf16={p['training_args_bf16']}, use_cpu={p['use_cpu']}), accelerate "
+                 f"mixed_precision={p['accelerate_mixed_precision']}" if "training_args_bf16" in p
+                 else f", autocast {'on' if p['autocast'] else 'off'}")
+        lines.append(f"  {arm}: backbone {p['backbone_dtype']}, trainable {'/'.join(p['trainable_dtypes'])}{extra}")
+    lines.append("matmul peaks, measured in the arms' own processes before and after their steps (median):")
+    lines += [peak_line(d, results) for d in PEAK_DTYPES]
+    lines += ["",
+              f"{'arm':<15}{'step s':>8}{'ex/s':>8}{'tok/s':>8}{'rows/step':>10}{'GFLOP/step':>12}"
+              f"{'GFLOP/s':>9}{'%fp32pk':>8}{'%bf16pk':>8}{'mem MB':>9}{'+train MB':>10}{'score':>7}{'lenient':>8}"
+              f"{'val loss':>9}"]
     for arm in arms:
         r = results[arm]
-        own_peak = statistics.median(r["matmul_peak_flops"])
         achieved = r.get("achieved_flops")
+        r["achieved_fraction_of_peak"] = ({d: achieved / own_peaks[arm][d] for d in PEAK_DTYPES}
+                                          if achieved else None)
+        fraction = r["achieved_fraction_of_peak"] or {}
         lines.append(
             f"{arm:<15}{r['step_s_median']:>8.3f}{r['examples_per_s']:>8.2f}{r['tokens_per_s']:>8.0f}"
             f"{r['computed_positions_per_step']:>10.0f}"
             f"{gflops(r.get('flops_per_step_analytic', 0)):>12}"
             f"{(gflops(achieved) if achieved else '-'):>9}"
-            f"{(f'{achieved / own_peak:.0%}' if achieved else '-'):>8}"
-            f"{r['memory']['peak_mb']:>9.0f}{r['memory']['training_extra_mb']:>10.0f}"
+            + "".join(f"{(percent(fraction[d]) if achieved else '-'):>8}" for d in PEAK_DTYPES)
+            + f"{r['memory']['peak_mb']:>9.0f}{r['memory']['training_extra_mb']:>10.0f}"
             f"{r['eval']['score']:>7.1f}{r['eval']['lenient_score']:>8.1f}{r['eval']['validation_loss']:>9.3f}")
+    lines.append("(%fp32pk, %bf16pk: the arm's GFLOP/s over the fp32 and the bf16 matmul peak of its own process)")
     summary = {}
     if "peft-trainer" in results:
         base = results["peft-trainer"]
@@ -639,10 +797,18 @@ def report(args, arms, results, started) -> int:
                          f"attention {gflops(same['attention'])}, LM head {gflops(same['lm_head'])}); torch flop "
                          f"counter {gflops(r['flops_counted_one_step'])} G")
     lines.append("(torch's flop counter does not see the fused CPU attention kernel: compare it with linear + LM head)")
+
+    goals = goal_lines(arms, results, own_peaks, precision, reason,
+                       (args.bf16_native, args.bf16_native_why))
+    lines += ["", f"goals, measured in this run (every arm {precision}):"] + [f"  {g['line']}" for g in goals]
     lines.append(f"total wall time {time.perf_counter() - started:.0f} s")
 
     payload = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "args": vars(args),
-               "matmul_peak_flops_median": peak, "arms": results, "ratios": summary}
+               "precision": precision, "precision_reason": reason,
+               "matmul_peak_flops_median": {d: statistics.median(v for r in results.values()
+                                                                 for v in r["matmul_peak_flops"][d])
+                                            for d in PEAK_DTYPES},
+               "arms": results, "ratios": summary, "goals": goals}
     out_dir = Path(args.out) if Path(args.out).is_absolute() else REPO / args.out
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "bench_training.json").write_text(json.dumps(payload, indent=1, default=float) + "\n")
@@ -652,6 +818,49 @@ def report(args, arms, results, started) -> int:
     if "peft-trainer" in results and "ours-simple" in results:
         print(f"speedup vs peft+trainer: {summary['ours-simple']['examples_per_s_ratio']:.2f}x")
     return 0
+
+
+SPEEDUP_GOAL, BF16_PEAK_GOAL = 2.0, 0.5
+
+
+def goal_lines(arms, results, own_peaks, precision: str, reason: str, native: tuple) -> list[dict]:
+    """The goals, judged on this run's numbers, for ours-simple (the like-for-like method; ours-superpos too)."""
+    goals = []
+    ours = [a for a in ("ours-simple", "ours-superpos") if a in results]
+    base = results.get("peft-trainer")
+    for arm in ours:
+        r = results[arm]
+        if base is not None:
+            ratio = r["examples_per_s"] / base["examples_per_s"]
+            met = ratio >= SPEEDUP_GOAL
+            goals.append({"arm": arm, "goal": "examples_per_s_ratio", "value": round(ratio, 3), "met": met,
+                          "line": f"{arm}: examples/s {ratio:.2f}x peft-trainer's, both {precision} (goal >= "
+                                  f"{SPEEDUP_GOAL:.0f}x): " + ("met" if met else f"missed: {ratio:.2f}x")})
+            met, detail = metric_verdict(r, base)
+            goals.append({"arm": arm, "goal": "metric_equal_or_better", "met": met,
+                          "line": f"{arm}: metric equal or better than peft-trainer's: "
+                                  f"{'met' if met else 'missed'} ({detail})"})
+        achieved = r.get("achieved_flops")
+        if not achieved:
+            continue
+        bf16 = achieved / own_peaks[arm]["bf16"]
+        fp32 = achieved / own_peaks[arm]["fp32"]
+        shown = f"{percent(bf16)} of the bf16 peak ({gflops(achieved)} of {gflops(own_peaks[arm]['bf16'])} GFLOP/s)"
+        if precision == "bf16":
+            met = bf16 >= BF16_PEAK_GOAL
+            verdict = "met" if met else "missed"
+            line = f"{arm}: {shown} (goal >= {BF16_PEAK_GOAL:.0%}): {verdict}"
+            if not native[0]:
+                line += f" (bf16 is not native here: {native[1]})"
+        else:
+            met = None
+            line = (f"{arm}: bf16 peak goal (>= {BF16_PEAK_GOAL:.0%}): not applicable here, precision is "
+                    f"{precision} because {reason}; for the record, {shown}")
+        goals.append({"arm": arm, "goal": "bf16_peak_fraction", "value": round(bf16, 4), "met": met, "line": line})
+        goals.append({"arm": arm, "goal": "fp32_peak_fraction", "value": round(fp32, 4), "met": None,
+                      "line": f"{arm}: {percent(fp32)} of the fp32 peak ({gflops(achieved)} of "
+                              f"{gflops(own_peaks[arm]['fp32'])} GFLOP/s), computing in {precision}"})
+    return goals
 
 
 if __name__ == "__main__":

@@ -106,7 +106,8 @@ def _command_grid(args) -> int:
 def _command_reproduce(args) -> int:
     from .reproduce import reproduce
 
-    return reproduce(args.profile, notebooks=args.notebook or None)
+    return reproduce(args.profile, notebooks=args.notebook or None, from_reference=args.from_reference,
+                     accept=args.accept)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -128,9 +129,15 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--profile", default="cli", help="Store records under results/<profile>/ (default: cli).")
         sub.add_argument("--results", default=None, help="Store records under this folder instead.")
         sub.add_argument("--retry-failed", action="store_true", help="Run again runs whose record says failed.")
-    reproduce_parser = commands.add_parser("reproduce", help="Execute every notebook with papermill for a profile.")
-    reproduce_parser.add_argument("--profile", default="quick", help="paper, offline, quick or smoke.")
+    reproduce_parser = commands.add_parser(
+        "reproduce", help="Train every run of a profile, compare with its committed reference, render the notebooks.")
+    reproduce_parser.add_argument("--profile", default="quick", help="quick (default), cpu, offline, paper or smoke.")
     reproduce_parser.add_argument("--notebook", action="append", default=[], help="Only this notebook (repeatable).")
+    mode = reproduce_parser.add_mutually_exclusive_group()
+    mode.add_argument("--from-reference", action="store_true",
+                      help="Train nothing: render the notebooks from results/<profile>/reference (make report).")
+    mode.add_argument("--accept", action="store_true",
+                      help="After training, make the fresh runs the profile's reference (make reference).")
     return parser
 
 

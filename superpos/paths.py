@@ -14,6 +14,24 @@ def results_dir() -> Path:
     return Path(os.environ.get("SUPERPOS_RESULTS", REPO_ROOT / "results"))
 
 
+def store_dir(profile: str) -> Path:
+    """The working store of a profile, where its runs train and its notebooks read records:
+    ``results/<profile>/`` (records/, prompts/, checkpoints/, readouts/; not committed).
+
+    ``$SUPERPOS_STORE`` (a store folder) replaces it for every profile: ``make report`` points it at the
+    committed reference, ``results/<profile>/reference/``, so that notebooks render from that without training.
+    """
+    if os.environ.get("SUPERPOS_STORE"):
+        return Path(os.environ["SUPERPOS_STORE"])
+    return results_dir() / profile
+
+
+def reference_dir(profile: str) -> Path:
+    """The committed reference results of a profile: ``results/<profile>/reference/`` (records, prompts and
+    readouts of the runs ``make reproduce`` compares its fresh runs with)."""
+    return results_dir() / profile / "reference"
+
+
 def cache_dir() -> Path:
     """Converted model weights and built datasets live here, outside the repository.
 

@@ -55,6 +55,8 @@ class Profile:
     prompt_lengths: tuple[int, ...] = (1, 5, 10, 20)
     inits: tuple[str, ...] = ("uniform", "vocab", "labels")
     scopes: dict[str, dict] = dataclasses.field(default_factory=dict)
+    dropout_methods: tuple[str, ...] = PROMPT_METHODS  # methods of the dropout ablation (notebook 02)
+    full_finetuning: bool = True                # Table 1's full fine-tuning row (notebooks 01 and 05)
     curve_tasks: tuple[str, ...] | None = None  # tasks drawn in learning-curve figures (None: all)
     cell_timeout_s: int | None = 3600           # papermill's per-cell limit in `make reproduce`
     hardware: str = ""
@@ -62,16 +64,21 @@ class Profile:
 
     def runs(self) -> int:
         """How many distinct runs all notebooks together ask for (shared runs counted once)."""
-        return len({config.run_hash() for notebook in NOTEBOOKS for config in expand(notebook_grid(notebook, self))})
+        return len(profile_configs(self))
 
 
-#: quick: 30 runs x 16 steps = 480 optimizer steps. Measured on a 2-core CPU (SmolLM2-135M, batch 8, inputs
-#: <= 64 tokens): 1.1-1.6 s per prompt-tuning step on a quiet machine (the field guide's 2.8 s is the
-#: worst case, 64-token inputs throughout), ~2.5 s per full fine-tuning step, ~5 s per evaluation of 48
-#: examples (2 per run); plus a few seconds per backbone load and ~10 s per notebook kernel: 16-26 minutes
-#: for `make reproduce` from scratch. 16 steps is about where SuperPos starts to emit valid labels.
-QUICK_BUDGET = dict(epochs=1, max_steps=16, batch_size=8, eval_every=8, eval_batch_size=48, train_limit=128,
-                    eval_limit=48, max_input_tokens=64, dropout_rate=0.1, protocol="paper")
+#: quick: 17 runs of 48 steps at batch 8 on bbc-topic, sized on a 2-core AVX2 CPU in fp32 (measured: ~1.25 s per
+#: prompt-tuning step, ~5 s per evaluation of 64 examples, ~5 s per backbone load), plus ~10 s per notebook
+#: kernel. 48 steps is where simple prompt tuning and SuperPos first emit only valid labels on bbc-topic; fewer,
+#: longer runs rather than many short ones, so that the numbers carry information.
+QUICK_BUDGET = dict(epochs=1, max_steps=48, batch_size=8, eval_every=24, eval_batch_size=64, train_limit=384,
+                    eval_limit=64, max_input_tokens=64, dropout_rate=0.1, protocol="paper")
+#: cpu: the seeded reference. 3 seeds x 3 tasks, 100 steps per run (800 examples, most of an epoch of the BBC
+#: suite's 1,000), evaluated every 25 steps on 64 examples: 98 runs, ~10k steps, about 5 hours on a 2-core AVX2
+#: CPU in fp32 (~2.5 with native bf16).
+CPU_BUDGET = dict(epochs=1, max_steps=100, batch_size=8, eval_every=25, eval_batch_size=64, train_limit=800,
+                  eval_limit=64, max_input_tokens=96, dropout_rate=0.1, protocol="paper")
+CPU_TASKS = ("bbc-topic", "bbc-same-topic", "bbc-next")
 
 PROFILES: dict[str, Profile] = {
     "paper": Profile(
@@ -109,7 +116,7 @@ PROFILES: dict[str, Profile] = {
         tasks=BBC_TASKS,
         seeds=(0, 1, 2),
         budget=dict(epochs=4, max_steps=250, batch_size=16, eval_every=50, eval_batch_size=128, train_limit=1000,
-                    eval_limit=200, max_input_tokens=128, dropout_rate=0.1, protocol="paper", dtype="bf16"),
+                    eval_limit=200, max_input_tokens=128, dropout_rate=0.1, protocol="paper"),
         attempt_sources=("bbc-topic", "bbc-same-topic"),
         m_values=(1, 4, 16, 64, 128, 256),
         prompt_lengths=(1, 5, 10, 20, 50),
@@ -121,21 +128,47 @@ PROFILES: dict[str, Profile] = {
         hardware="one GPU (H100-class)",
         expected_minutes=60,
     ),
+    "cpu": Profile(
+        name="cpu",
+        description="The seeded reference: SmolLM2-135M on three BBC tasks, 3 seeds, 120 steps per run: Table 1's "
+                    "prompt methods, dropout on and off, the m ablation and the softmax variant.",
+        note="CPU reference: SmolLM2-135M (causal) instead of T5 and BBC-made tasks instead of GLUE/SuperGLUE, "
+             "100 steps per run; a difference between settings means something where it exceeds the spread "
+             "over seeds (±).",
+        backbones=("smollm2-135m",),
+        tasks=CPU_TASKS,
+        seeds=(0, 1, 2),
+        budget=dict(CPU_BUDGET),
+        attempt_sources=("bbc-sts",),
+        m_values=(16, 128, 256),
+        prompt_lengths=(1, 10),
+        inits=("uniform", "vocab", "labels"),
+        dropout_methods=("simple", "superpos"),
+        full_finetuning=False,
+        # Full fine-tuning, the Lester baselines and EPT's stages are outside this profile's claims: one task,
+        # one seed, to keep every notebook running.
+        scopes={"06_prompt_tuning_baselines": {"tasks": ("bbc-topic",), "seeds": (0,)},
+                "07_ept": {"tasks": ("bbc-topic",), "seeds": (0,)}},
+        curve_tasks=CPU_TASKS,
+        cell_timeout_s=1800,
+        hardware="a 2-core CPU (several sittings: the store resumes)",
+    ),
     "quick": Profile(
         name="quick",
-        description="The default of `make reproduce`: SmolLM2-135M on two offline BBC tasks, 1 seed, 16 steps "
-                    "per run; all notebooks within 30 minutes on a 2-core CPU.",
-        note="Small budget (CPU, minutes): it exercises every method and analysis end to end; at 16 steps per run "
-             "the scores are near chance and differences between methods are not conclusions.",
+        description="The default of `make reproduce`: SmolLM2-135M on bbc-topic, 1 seed, 48 steps per run; "
+                    "all notebooks within 30 minutes on a 2-core CPU.",
+        note="Quick budget (one seed, 48 steps at batch 8, minutes on a CPU): enough for prompt tuning to learn "
+             "bbc-topic's five labels; one seed gives no spread, so differences between methods of a few points "
+             "are not conclusions (profile cpu has three seeds).",
         backbones=("smollm2-135m",),
-        tasks=("bbc-topic", "bbc-same-topic"),
+        tasks=("bbc-topic",),
         seeds=(0,),
         budget=dict(QUICK_BUDGET),
-        attempt_sources=("bbc-topic",),
-        m_values=(1, 16, 128, 256),
-        prompt_lengths=(1, 10, 20),
-        scopes={name: {"tasks": ("bbc-topic",)}
-                for name in ("03_m_ablation", "04_softmax_variant", "06_prompt_tuning_baselines", "07_ept")},
+        attempt_sources=("bbc-same-topic",),
+        m_values=(16, 64, 128),
+        prompt_lengths=(1, 10),
+        inits=("uniform", "vocab", "labels"),
+        dropout_methods=("simple", "superpos"),
         cell_timeout_s=1800,
         hardware="a 2-core CPU",
         expected_minutes=30,
@@ -189,16 +222,17 @@ def notebook_methods(notebook: str, profile: str | Profile = "quick") -> tuple[l
     """``(methods, dropout)``: the method entries and the dropout axis of a notebook's grid."""
     p = get_profile(profile)
     name = notebook_name(notebook)
+    full = [FULL_FT] if p.full_finetuning else []
     if name == "01_method":
-        return [*PROMPT_METHODS, FULL_FT], [False]
+        return [*PROMPT_METHODS, *full], [False]
     if name == "02_dropout_ablation":
-        return list(PROMPT_METHODS), [False, True]
+        return list(p.dropout_methods), [False, True]
     if name == "03_m_ablation":
         return [{"method": "superpos", "config": superpos_m(m)} for m in p.m_values], [False]
     if name == "04_softmax_variant":
         return ["superpos", {"method": "superpos", "config": {"softmax": True}}], [False]
     if name == "05_stability_analysis":
-        return [*TABLE2_METHODS, FULL_FT], [False, True]
+        return [*(m for m in TABLE2_METHODS if m in p.dropout_methods), *full], [False, True]
     if name == "06_prompt_tuning_baselines":
         lengths = [{"method": "simple", "config": {"n_prompts": n}} for n in p.prompt_lengths]
         inits = [{"method": "simple", "config": {"init": init}} for init in p.inits]
@@ -222,11 +256,22 @@ def notebook_grid(notebook: str, profile: str | Profile = "quick", *, tasks: Seq
         tasks=list(tasks or scope.get("tasks") or p.tasks),
         methods=methods,
         dropout=dropout,
-        seeds=list(seeds if seeds is not None else p.seeds),
+        seeds=list(seeds if seeds is not None else scope.get("seeds") or p.seeds),
         attempt_sources=list(p.attempt_sources) if uses_attempt else [],
         budget=dict(p.budget),
         task_budget={task: dict(values) for task, values in p.task_budget.items()},
     )
+
+
+def profile_configs(profile: str | Profile, notebooks: Sequence[str] | None = None) -> list:
+    """Every run the notebooks (all by default) ask for under ``profile``: each run once, in notebook order,
+    every dependency (ATTEMPT's source runs) before the runs that need it."""
+    p = get_profile(profile)
+    seen: dict[str, Any] = {}
+    for notebook in notebooks or NOTEBOOKS:
+        for config in expand(notebook_grid(notebook, p)):
+            seen.setdefault(config.run_hash(), config)
+    return list(seen.values())
 
 
 def _train_size(task: str) -> int:
@@ -241,16 +286,12 @@ def _train_size(task: str) -> int:
 def estimated_steps(profile: str | Profile) -> dict[str, int]:
     """Optimizer steps all notebooks together train (shared runs counted once), by method, plus ``total``
     and ``runs``."""
-    p = get_profile(profile)
-    seen: dict[str, Any] = {}
-    for notebook in NOTEBOOKS:
-        for config in expand(notebook_grid(notebook, p)):
-            seen.setdefault(config.run_hash(), config)
+    configs = profile_configs(profile)
     steps: dict[str, int] = {}
-    for config in seen.values():
+    for config in configs:
         rows = min(config.train_limit or 10**12, _train_size(config.task))
         count = min(config.epochs * -(-rows // config.batch_size), config.max_steps or 10**12)
         steps[config.method] = steps.get(config.method, 0) + count
     steps["total"] = sum(steps.values())
-    steps["runs"] = len(seen)
+    steps["runs"] = len(configs)
     return steps

@@ -1,10 +1,21 @@
-"""``make reproduce``: execute every notebook with papermill for one profile.
+"""``make reproduce``: train every run of a profile, check it against the committed reference, render.
 
-The sources in ``notebooks/`` stay clean (parameters, no outputs); executed copies go to
-``results/<profile>/notebooks/`` with the profile injected (``-p profile <name>``). Runs are shared through
-the results store, so a second call serves finished runs from ``results/<profile>/records`` and takes
-minutes. Kernels get ``TQDM_DISABLE=1`` (no progress bars inside executed notebooks) and quiet
-transformers logging; papermill's own bar (cells per notebook) stays on the terminal.
+1. **Train.** Every run that any notebook of the profile asks for (the union of their grids, each run once,
+   dependencies first) trains into the profile's working store, ``results/<profile>/`` (records, prompts,
+   checkpoints; not committed). A finished run there is kept, so an interrupted ``make reproduce`` resumes.
+   Training happens here, in this process, so its progress bars reach the terminal and Ctrl-C stops at a
+   step boundary with the checkpoint saved.
+2. **Compare.** Each fresh record against the reference record of the same run hash in
+   ``results/<profile>/reference/`` (committed): identical, within tolerance, or different
+   (:mod:`superpos.engine.compare`). One summary line; the table goes to
+   ``results/<profile>/tables/reproduction_<profile>.{csv,md}``.
+3. **Render.** papermill executes every notebook with the profile injected; every run is now in the store,
+   so the notebooks only read and plot. Executed copies go to ``results/<profile>/notebooks/`` without
+   timestamps or timings, so rendering identical records twice leaves git clean.
+
+``from_reference=True`` (``make report``) skips 1 and 2 and renders from the reference itself;
+``accept=True`` (``make reference``) makes the fresh runs the new reference after training.
+Kernels get ``TQDM_DISABLE=1`` and quiet transformers logging.
 """
 from __future__ import annotations
 
@@ -15,8 +26,8 @@ import sys
 import time
 from pathlib import Path
 
-from .paths import NOTEBOOKS_DIR, OFFLINE_VARIABLES, REPO_ROOT, hub_is_offline, results_dir
-from .profiles import NOTEBOOKS, get_profile, notebook_grid, notebook_name
+from .paths import NOTEBOOKS_DIR, OFFLINE_VARIABLES, REPO_ROOT, hub_is_offline, reference_dir, results_dir
+from .profiles import NOTEBOOKS, get_profile, notebook_name, profile_configs
 
 KERNEL = "python3"
 START_TIMEOUT_S = 180
@@ -50,15 +61,6 @@ def select_notebooks(notebooks: list[str] | None) -> list[str]:
     return list(NOTEBOOKS) if not notebooks else [notebook_name(n) for n in notebooks]
 
 
-def grid_status(notebook: str, profile: str) -> tuple[int, int]:
-    """``(runs, stored)``: how many runs the notebook's grid has and how many the store already holds."""
-    from .engine import ResultsStore, expand
-
-    store = ResultsStore(results_dir() / profile)
-    configs = expand(notebook_grid(notebook, profile))
-    return len(configs), sum(store.is_done(config.run_hash()) for config in configs)
-
-
 def grid_summaries(path: Path) -> list[str]:
     """The grid summary lines (``grid: N runs: ...``) an executed notebook printed."""
     import nbformat
@@ -71,29 +73,111 @@ def grid_summaries(path: Path) -> list[str]:
     return lines
 
 
+def train_profile(profile: str, names: list[str], *, progress: bool = True):
+    """Step 1: train every run of the notebooks ``names`` under ``profile`` into its working store."""
+    from .engine import ResultsStore, run_configs
+
+    configs = profile_configs(profile, names)
+    store = ResultsStore(profile=profile)
+    stored = sum(store.is_done(config.run_hash()) for config in configs)
+    print(f"train: {len(configs)} runs, {stored} already in {_shown(store.root)}, {len(configs) - stored} to train",
+          flush=True)
+    return run_configs(configs, store, progress=progress)
+
+
+def compare_with_reference(profile: str, records: list[dict]) -> str:
+    """Step 2: compare fresh ``records`` with the reference; write the table; return the summary line."""
+    from .engine import ResultsStore, load_records
+    from .engine.compare import TOLERANCE, compare_runs, rounded, summary_line
+    from .report import caption, publish_table
+
+    reference = ResultsStore(reference_dir(profile))
+    comparison = compare_runs(records, reference)
+    line = summary_line(comparison)
+    numbers = comparison.copy()
+    for column in numbers.columns:
+        if column.startswith(("score", "lenient", "invalid", "final", "reference_", "delta_")) and \
+                not column.endswith("precision"):
+            numbers[column] = [rounded(v, 4 if "loss" in column else 2) for v in numbers[column]]
+    shown = numbers[["run", "verdict"]].copy()
+    for key, title in (("score", "strict"), ("lenient_score", "lenient"), ("invalid_rate", "invalid %"),
+                       ("final_loss", "final loss"), ("precision", "dtype")):
+        shown[f"{title} (fresh / reference)"] = [f"{_cell(a)} / {_cell(b)}" for a, b in
+                                                 zip(numbers[key], numbers[f"reference_{key}"])]
+    shown["detail"] = numbers["detail"]
+    tolerance = ", ".join(f"{k} ±{v:g}{' (relative)' if k == 'final_loss' else ' points'}" for k, v in TOLERANCE.items())
+    frame = load_records(ResultsStore(profile=profile), only_done=False)
+    frame = frame[frame["hash"].isin(comparison["hash"])] if len(frame) else frame
+    publish_table(shown, "reproduction", profile, data=numbers, title=f"Reproduction of the {profile} reference: {line}",
+                  caption=caption(profile, frame, f"Fresh runs against {_shown(reference.root)}; tolerance: {tolerance}"))
+    return line
+
+
+def accept_as_reference(profile: str, records: list[dict], *, readouts: bool = False) -> None:
+    """Make the fresh ``records`` (and their prompts, and with ``readouts`` their nearest-token readouts) the
+    profile's committed reference; runs of the profile no longer asked for are removed from it."""
+    from .engine import ResultsStore
+    from .engine.store import atomic_write_bytes
+
+    source, target = ResultsStore(profile=profile), ResultsStore(reference_dir(profile))
+    keep = {record["hash"] for record in records}
+    for folder, pattern in (("records", "*.json"), ("prompts", "*.safetensors"), ("readouts", "*.json")):
+        if folder == "readouts" and not readouts:
+            continue
+        (target.root / folder).mkdir(parents=True, exist_ok=True)
+        for path in (target.root / folder).glob(pattern):
+            if path.name.split(".")[0].split("-")[0] not in keep:
+                path.unlink()
+        for path in (source.root / folder).glob(pattern):
+            if path.name.split(".")[0].split("-")[0] in keep:
+                atomic_write_bytes(target.root / folder / path.name, path.read_bytes())
+
+
 def reproduce(profile: str = "quick", notebooks: list[str] | None = None, *, output_dir: str | Path | None = None,
-              cell_timeout_s: int | None = None, start_timeout_s: int = START_TIMEOUT_S, progress: bool = True) -> int:
-    """Execute the notebooks (all, in order, or ``notebooks``) under ``profile``; return an exit code
-    (0: every notebook ran and no run failed; 1 otherwise). Raises ``ValueError`` for unknown names."""
+              cell_timeout_s: int | None = None, start_timeout_s: int = START_TIMEOUT_S, progress: bool = True,
+              from_reference: bool = False, accept: bool = False) -> int:
+    """Train, compare and render the notebooks (all, in order, or ``notebooks``) of ``profile``; return an exit
+    code (0: every run finished and every notebook ran; 1 otherwise). ``from_reference`` renders from the
+    committed reference without training; ``accept`` makes the fresh runs the new reference. Raises
+    ``ValueError`` for unknown names or a reference that lacks runs."""
     import papermill
 
     spec = get_profile(profile)
     names = select_notebooks(notebooks)
+    if from_reference and accept:
+        raise ValueError("reproduce: from_reference and accept exclude each other")
     out = Path(output_dir) if output_dir is not None else executed_dir(profile)
-    out.mkdir(parents=True, exist_ok=True)
     timeout = cell_timeout_s if cell_timeout_s is not None else spec.cell_timeout_s
-    if profile == "paper" and hub_is_offline():
+    if profile == "paper" and hub_is_offline() and not from_reference:
         print(f"superpos: profile paper loads T5 from the hub, but {'/'.join(OFFLINE_VARIABLES)} say offline; "
               "run `make reproduce PROFILE=paper OFFLINE=0` on a machine with network", file=sys.stderr)
-    print(f"reproduce: profile {profile} ({spec.description}) -> {out}", flush=True)
-    failures, started = [], time.perf_counter()
-    with kernel_environment(KERNEL_ENVIRONMENT):
+    failures, started, line, fresh = [], time.perf_counter(), None, []
+    environment = dict(KERNEL_ENVIRONMENT)
+    if from_reference:
+        missing = missing_from_reference(profile, names)
+        if missing:
+            raise ValueError(f"report: {missing} runs of profile {profile} are not in {_shown(reference_dir(profile))}; "
+                             f"`make reproduce PROFILE={profile}` trains them")
+        environment["SUPERPOS_STORE"] = str(reference_dir(profile))
+        print(f"report: profile {profile}, rendering from {_shown(reference_dir(profile))} (nothing trains)", flush=True)
+    else:
+        print(f"reproduce: profile {profile} ({spec.description})", flush=True)
+        result = train_profile(profile, names, progress=progress)
+        fresh = result.records
+        if result.failed:
+            failures.append(f"{result.failed} failed runs")
+        if accept:
+            accept_as_reference(profile, fresh)
+            print(f"reference: {len(fresh)} runs of profile {profile} are now the reference in "
+                  f"{_shown(reference_dir(profile))}", flush=True)
+        line = compare_with_reference(profile, fresh)
+        print(line, flush=True)
+    out.mkdir(parents=True, exist_ok=True)
+    with kernel_environment(environment):
         for index, name in enumerate(names, 1):
-            runs, stored = grid_status(name, profile)
-            print(f"[{index}/{len(names)}] {name}: {runs} runs, {stored} in the store, {runs - stored} to train",
-                  flush=True)
             target = out / f"{name}.ipynb"
             clock = time.perf_counter()
+            print(f"[{index}/{len(names)}] {name}", flush=True)
             try:
                 papermill.execute_notebook(
                     str(NOTEBOOKS_DIR / f"{name}.ipynb"), str(target), parameters={"profile": profile},
@@ -104,35 +188,64 @@ def reproduce(profile: str = "quick", notebooks: list[str] | None = None, *, out
                 first = str(error).strip().splitlines()
                 failures.append(name)
                 print(f"    {name} failed: {type(error).__name__}: {first[-1] if first else ''} "
-                      f"(see {target})", file=sys.stderr, flush=True)
+                      f"(see {_shown(target)})", file=sys.stderr, flush=True)
             if target.exists():
-                relative_papermill_paths(target)
-            summaries = grid_summaries(target) if target.exists() else []
-            for line in summaries:
-                print(f"    {line}", flush=True)
-                if not line.endswith(" 0 failed"):
-                    failures.append(f"{name} (failed runs)")
+                normalize_executed(target)
+                for summary in grid_summaries(target):
+                    if not summary.endswith(" 0 failed"):
+                        failures.append(f"{name} ({summary})")
             print(f"    {name}: {time.perf_counter() - clock:.0f} s", flush=True)
+    if accept:  # readouts are made while notebook 06 renders
+        accept_as_reference(profile, fresh, readouts=True)
     total = time.perf_counter() - started
-    print(f"reproduce: {len(names)} notebooks in {total / 60:.1f} min; executed copies in {out}; tables and "
-          f"figures in {results_dir() / profile}", flush=True)
+    print(f"{'report' if from_reference else 'reproduce'}: {len(names)} notebooks in {total / 60:.1f} min; executed "
+          f"copies in {_shown(out)}; tables and figures in {_shown(results_dir() / profile)}", flush=True)
+    if line:
+        print(line, flush=True)
     if failures:
         print(f"reproduce: problems in {', '.join(dict.fromkeys(failures))}", file=sys.stderr)
         return 1
     return 0
 
 
-def relative_papermill_paths(path: Path) -> None:
-    """Papermill records absolute input/output paths; keep them relative to the repository."""
+def _cell(value) -> str:
+    return "–" if value is None or value != value else str(value)
+
+
+def missing_from_reference(profile: str, names: list[str]) -> int:
+    """How many runs of the notebooks ``names`` the profile's reference lacks (or holds unfinished)."""
+    from .engine import ResultsStore
+
+    reference = ResultsStore(reference_dir(profile))
+    return sum(not reference.is_done(config.run_hash()) for config in profile_configs(profile, names))
+
+
+def _shown(path: Path) -> str:
+    """A path as printed: relative to the repository when inside it (no machine paths in logs or notebooks)."""
+    path = Path(path)
+    return str(path.relative_to(REPO_ROOT)) if path.is_absolute() and path.is_relative_to(REPO_ROOT) else str(path)
+
+
+#: Notebook metadata that changes on every execution without the content changing.
+_VOLATILE = ("start_time", "end_time", "duration")
+
+
+def normalize_executed(path: Path) -> None:
+    """Make an executed notebook a function of its content: no timestamps or durations (papermill's and the
+    kernel's), repository-relative paths, and a fixed id for papermill's injected-parameters cell."""
     import nbformat
 
     notebook = nbformat.read(path, as_version=4)
     meta = notebook.metadata.get("papermill", {})
-    changed = False
+    for key in _VOLATILE:
+        meta.pop(key, None)
     for key in ("input_path", "output_path"):
-        value = meta.get(key)
-        if value and Path(value).is_absolute() and Path(value).is_relative_to(REPO_ROOT):
-            meta[key] = str(Path(value).relative_to(REPO_ROOT))
-            changed = True
-    if changed:
-        nbformat.write(notebook, path)
+        if meta.get(key):
+            meta[key] = _shown(Path(meta[key]).resolve() if not Path(meta[key]).is_absolute() else Path(meta[key]))
+    for cell in notebook.cells:
+        cell.metadata.pop("execution", None)
+        for key in _VOLATILE:
+            cell.metadata.get("papermill", {}).pop(key, None)
+        if "injected-parameters" in cell.metadata.get("tags", []):
+            cell["id"] = "injected-parameters"
+    nbformat.write(notebook, path)

@@ -5,8 +5,9 @@
 - Every notebook runs through papermill with the ``smoke`` profile (tiny random T5, seconds per run), into a
   temporary results folder (``SUPERPOS_RESULTS``), so nothing lands in the repository.
 - ``results/quick/notebooks/*.ipynb`` are the executed copies ``make reproduce`` wrote (profile ``quick``),
-  committed with the records they read (``results/quick/records``). nbval re-executes them: every run is
-  served from the store, so it takes minutes and checks that what the notebooks show is what the records say.
+  committed with the reference records they read (``results/quick/reference``). nbval re-executes them on a
+  copy of that reference: every run is served from it, so nothing trains, and what the notebooks show must be
+  what the records say.
 """
 from __future__ import annotations
 
@@ -122,7 +123,7 @@ def _quick_problems() -> list[str]:
     """Why the committed quick outputs cannot be checked: missing or unfinished records, executed copies
     missing or still being written (papermill leaves ``end_time`` empty until a notebook finishes)."""
     problems = []
-    records = QUICK / "records"
+    records = QUICK / "reference" / "records"
     for name, hashes in _quick_hashes().items():
         missing = [h for h in hashes if not (records / f"{h}.json").exists()
                    or json.loads((records / f"{h}.json").read_text()).get("status") != "done"]
@@ -132,8 +133,9 @@ def _quick_problems() -> list[str]:
         if not path.exists():
             problems.append(f"{name}: no executed copy")
             continue
-        meta = nbformat.read(path, as_version=4).metadata.get("papermill", {})
-        if not meta.get("end_time") or meta.get("exception"):
+        executed = nbformat.read(path, as_version=4)
+        statuses = {cell.metadata.get("papermill", {}).get("status") for cell in executed.cells}
+        if executed.metadata.get("papermill", {}).get("exception") or statuses != {"completed"}:
             problems.append(f"{name}: the executed copy is unfinished or failed")
     return problems
 
@@ -155,15 +157,29 @@ def test_committed_quick_notebooks_match_their_records():
             f"{path.name}: the executed copy is of an older notebook; run `make reproduce` again")
 
 
-def test_nbval_on_the_committed_quick_notebooks():
-    """nbval re-executes results/quick/notebooks/*.ipynb against the stored records (no model is loaded)."""
+def test_committed_quick_notebooks_carry_no_timestamps():
+    """Rendering the same records twice leaves git clean: no times, durations or random ids in the copies."""
+    if not EXECUTED:
+        pytest.skip("results/quick/notebooks/ holds no executed notebooks yet")
+    for path in EXECUTED:
+        text = path.read_text()
+        for volatile in ('"start_time"', '"end_time"', '"duration"', '"iopub.execute_input"'):
+            assert volatile not in text, f"{path.name} holds {volatile}"
+
+
+def test_nbval_on_the_committed_quick_notebooks(tmp_path):
+    """nbval re-executes results/quick/notebooks/*.ipynb on a copy of the reference records (nothing trains)."""
     if not EXECUTED:
         pytest.skip("results/quick/notebooks/ holds no executed notebooks yet: run `make reproduce` and commit them")
     problems = _quick_problems()
     if problems:  # re-executing now would train the missing runs (or race a running `make reproduce`)
         pytest.fail("nbval not started: " + "; ".join(problems) + " (run `make reproduce` to completion first)")
-    env = {**os.environ, **OFFLINE, "TQDM_DISABLE": "1", "TRANSFORMERS_VERBOSITY": "error", "PYTHONWARNINGS": "ignore"}
-    env.pop("SUPERPOS_RESULTS", None)
+    import shutil
+
+    store = tmp_path / "store"
+    shutil.copytree(QUICK / "reference", store)
+    env = {**os.environ, **OFFLINE, "TQDM_DISABLE": "1", "TRANSFORMERS_VERBOSITY": "error", "PYTHONWARNINGS": "ignore",
+           "SUPERPOS_STORE": str(store), "SUPERPOS_RESULTS": str(tmp_path / "results")}
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval", str(QUICK / "notebooks"),
                "--nbval-sanitize-with", str(SANITIZE), "--nbval-cell-timeout", "600",
                "--nbval-kernel-name", "python3", "--rootdir", str(REPO_ROOT), "-o", "addopts=", "-o", "testpaths="]

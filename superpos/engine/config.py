@@ -5,13 +5,17 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from ..backbones.precision import PRECISIONS
 from ..config import ConfigBase, option, require
 from .store import stable_hash
 
 PROTOCOLS = ("paper", "heldout")
-DTYPES = ("fp32", "bf16", "fp16")
 # Fields that change where or how fast a run goes, not what it computes: left out of the hash.
 NOT_HASHED = ("device",)
+#: Part of every run hash. Bump it with any fix that changes what a run computes (its scores, curves or
+#: prompt), so that records made by older code are never served as if they were current: they stay in the
+#: store under their old hash, and the run trains again. History: 1 = first release; 2 = dtype "auto".
+CODE_VERSION = 2
 
 
 @dataclasses.dataclass
@@ -35,7 +39,9 @@ class RunConfig(ConfigBase):
     eval_limit: int | None = option(None, help="Use only the first k evaluation examples (after a seeded shuffle).")
     max_input_tokens: int = option(256, help="Inputs are truncated to this many tokens before the prompt is prepended.")
     device: str = option("auto", help="'cpu', 'cuda' or 'auto' (cuda when present). Not part of the run hash.")
-    dtype: str = option("fp32", help="'fp32', 'bf16' or 'fp16' (autocast, CUDA only); T5 refuses fp16, it overflows.")
+    dtype: str = option("auto", help="'auto' (bf16 where the device runs it natively, else fp32), 'fp32', 'bf16' or "
+                                     "'fp16' (CUDA only; T5 refuses it, it overflows). Trainable parameters, their "
+                                     "optimizer state and the loss stay fp32 whatever this says.")
     sources: list = option([], help="ATTEMPT: run hashes of the source-prompt runs this run depends on.")
 
     def __post_init__(self):
@@ -45,7 +51,7 @@ class RunConfig(ConfigBase):
         require(self.eval_batch_size >= 1, "eval_batch_size", f"must be >= 1, got {self.eval_batch_size}")
         require(self.eval_every >= 0, "eval_every", f"must be >= 0, got {self.eval_every}")
         require(self.protocol in PROTOCOLS, "protocol", f"must be one of {PROTOCOLS}, got {self.protocol!r}")
-        require(self.dtype in DTYPES, "dtype", f"must be one of {DTYPES}, got {self.dtype!r}")
+        require(self.dtype in PRECISIONS, "dtype", f"must be one of {PRECISIONS}, got {self.dtype!r}")
         require(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"), "device",
                 f"must be 'auto', 'cpu' or 'cuda[:i]', got {self.device!r}")
         require(self.train_limit is None or self.train_limit >= 1, "train_limit", "must be >= 1")
@@ -72,9 +78,9 @@ class RunConfig(ConfigBase):
         return dataclasses.replace(self, method_config=method_config)
 
     def run_hash(self) -> str:
-        """Stable hash of the resolved config, without the fields in ``NOT_HASHED``."""
+        """Stable hash of the resolved config (without the fields in ``NOT_HASHED``) and ``CODE_VERSION``."""
         payload = {k: v for k, v in self.resolved().to_dict().items() if k not in NOT_HASHED}
-        return stable_hash(payload)
+        return stable_hash({**payload, "code_version": CODE_VERSION})
 
     def label(self) -> str:
         """A short human-readable name for progress bars."""

@@ -5,7 +5,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..paths import results_dir
 from .store import ResultsStore
 
 # Method-config fields worth a column of their own (the rest stay in ``method_config``).
@@ -13,13 +12,13 @@ METHOD_COLUMNS = ("n_prompts", "m", "softmax", "init", "weights_init", "fusion",
 
 
 def open_store(where: str | Path | ResultsStore) -> ResultsStore:
-    """A store from a store, a folder, or a profile name (``results/<profile>``)."""
+    """A store from a store, a folder, or a profile name (that profile's working store)."""
     if isinstance(where, ResultsStore):
         return where
     path = Path(where)
     if path.is_dir() or path.is_absolute() or len(path.parts) > 1:
         return ResultsStore(path)
-    return ResultsStore(results_dir() / str(where))
+    return ResultsStore(profile=str(where))
 
 
 def record_row(record: dict) -> dict:

@@ -111,12 +111,20 @@ def run_grid(spec: GridSpec | dict, store: ResultsStore, *, retry_failed: bool =
              ray_address: str | None = None, progress: bool = True,
              run_fn: Callable[..., dict] | None = None) -> GridResult:
     """Run every config of ``spec`` that ``store`` lacks; a failing run is recorded and the grid goes on."""
+    spec = spec if isinstance(spec, GridSpec) else GridSpec.from_dict(spec)
+    return run_configs(expand(spec), store, retry_failed=retry_failed, executor=executor, ray_address=ray_address,
+                       progress=progress, run_fn=run_fn)
+
+
+def run_configs(configs: list[RunConfig], store: ResultsStore, *, retry_failed: bool = False, executor: str = "local",
+                ray_address: str | None = None, progress: bool = True,
+                run_fn: Callable[..., dict] | None = None) -> GridResult:
+    """Run every config the store lacks, in the given order (dependencies first, as :func:`expand` gives
+    them); a failing run is recorded and the others go on. Ends with one summary line on stderr."""
     from tqdm.auto import tqdm
 
     from .train import run as run_one
 
-    spec = spec if isinstance(spec, GridSpec) else GridSpec.from_dict(spec)
-    configs = expand(spec)
     store.ensure_writable()
     if executor == "ray":
         from .ray_executor import run_configs_on_ray

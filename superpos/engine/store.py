@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..paths import results_dir
+from ..paths import store_dir
 
 
 class StoreError(ValueError):
@@ -58,11 +58,12 @@ def atomic_write_json(path: Path, payload: Any) -> None:
 
 
 class ResultsStore:
-    """Records, prompts and checkpoints of one profile (``results/<profile>``) or any folder."""
+    """Records, prompts and checkpoints of one profile (its working store, :func:`superpos.paths.store_dir`)
+    or of any folder."""
 
     def __init__(self, root: str | Path | None = None, *, profile: str | None = None):
         if root is None:
-            root = results_dir() / (profile or "default")
+            root = store_dir(profile or "default")
         self.root = Path(root)
         self.records_dir = self.root / "records"
         self.prompts_dir = self.root / "prompts"

@@ -20,8 +20,9 @@ from typing import Any
 
 import torch
 
+from ..backbones.precision import resolve_precision
 from ..paths import REPO_ROOT
-from .config import RunConfig, as_run_config
+from .config import CODE_VERSION, RunConfig, as_run_config
 from .evaluate import evaluate, max_new_tokens_for
 from .store import ResultsStore, atomic_write_bytes, atomic_write_json
 
@@ -166,8 +167,12 @@ class Trainer:
         if not self.train_examples or not self.dev_examples:
             raise RunError(f"task: {config.task} has an empty training or evaluation split")
 
+        # bf16 only where the device runs it natively (precision.py); full fine-tuning trains the backbone's own
+        # weights, so they stay fp32 and bf16 enters through autocast.
+        self.precision, self.precision_reason = resolve_precision(config.dtype, self.device)
         self.backbone = load_backbone(config.backbone, dropout=config.dropout, dropout_rate=config.dropout_rate,
-                                      device=str(self.device), dtype=config.dtype)
+                                      device=str(self.device),
+                                      dtype="fp32" if config.method == "full" else self.precision)
         method_config = METHODS[config.method][0].from_dict(config.method_config)
         self.method = build_method(method_config, self.backbone, label_words=self.task.label_words,
                                    source_prompts=source_prompts, seed=config.seed).to(self.device)
@@ -178,8 +183,9 @@ class Trainer:
         self.steps_per_epoch = steps_per_epoch
         self.total_steps = min(config.epochs * steps_per_epoch, config.max_steps or 10**12)
         self.log_every = max(1, self.total_steps // LOSS_POINTS)
-        self.autocast = (torch.autocast("cuda", dtype={"bf16": torch.bfloat16, "fp16": torch.float16}[config.dtype])
-                         if self.device.type == "cuda" and config.dtype != "fp32" else nullcontext())
+        uses_autocast = self.precision != "fp32" and (config.method == "full" or self.device.type == "cuda")
+        self.autocast = (torch.autocast(self.device.type, dtype={"bf16": torch.bfloat16, "fp16": torch.float16}[self.precision])
+                         if uses_autocast else nullcontext())
 
         # Mutable state: everything in here goes into a checkpoint.
         self.step = 0
@@ -360,7 +366,9 @@ class Trainer:
                        "examples_per_s": round(steps_done * self.config.batch_size / train_seconds, 3),
                        "tokens_per_s": round(self.train_tokens / train_seconds, 1)},
             "peak_memory_mb": round(peak_memory_mb(self.device), 1),
-            "provenance": {**git_state(), "versions": versions(), "device": device_name(self.device),
+            "precision": {"dtype": self.precision, "reason": self.precision_reason,
+                          "backbone_dtype": str(self.backbone.dtype).replace("torch.", "")},
+            "provenance": {**git_state(), "code_version": CODE_VERSION, "versions": versions(), "device": device_name(self.device),
                            "seed": self.config.seed, "started": self.started.isoformat(timespec="seconds"),
                            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")},
         }

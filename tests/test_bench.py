@@ -1,0 +1,41 @@
+"""``benchmarks/bench_training.py`` on tiny-llama: every arm at the one precision asked for, both matmul peaks."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_bench_runs_every_arm_at_one_precision_and_reports_both_peaks(tmp_path):
+    env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+    command = [sys.executable, str(REPO / "benchmarks" / "bench_training.py"), "--backbone", "tiny-llama",
+               "--steps", "1", "--batch-size", "2", "--arms", "ours-simple,peft-trainer", "--dtype", "bf16",
+               "--train-limit", "16", "--eval-limit", "4", "--out", str(tmp_path)]
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    out = done.stdout
+    assert re.search(r"^speedup vs peft\+trainer: \d+\.\d\dx$", out.strip().splitlines()[-1])
+    assert "precision: bf16 for every arm (asked for explicitly)" in out
+    assert "%fp32pk" in out and "%bf16pk" in out
+    assert re.search(r"^  fp32: [\d.]+ GFLOP/s .*\d+\^3 torch\.mm", out, re.M)
+    assert re.search(r"^  bf16: [\d.]+ GFLOP/s .*\d+\^3 torch\.mm", out, re.M)
+    assert "goals, measured in this run (every arm bf16):" in out
+    assert "ours-simple: examples/s" in out and "(goal >= 2x)" in out
+
+    payload = json.loads((tmp_path / "bench_training.json").read_text())
+    assert payload["precision"] == "bf16"
+    for arm in ("ours-simple", "peft-trainer"):
+        result = payload["arms"][arm]
+        assert result["precision"]["backbone_dtype"] == "bf16", arm
+        assert result["precision"]["trainable_dtypes"] == ["fp32"], arm
+        peaks = result["matmul_peak_flops"]
+        assert len(peaks["fp32"]) == len(peaks["bf16"]) == 2 and min(peaks["fp32"] + peaks["bf16"]) > 0, arm
+    peft = payload["arms"]["peft-trainer"]["precision"]
+    assert peft["training_args_bf16"] is True and peft["accelerate_mixed_precision"] == "bf16"
+    assert {g["goal"] for g in payload["goals"]} == {"examples_per_s_ratio", "metric_equal_or_better",
+                                                     "bf16_peak_fraction", "fp32_peak_fraction"}

@@ -1,0 +1,151 @@
+"""Precision (``dtype="auto"``), the code version in the run hash, and ``make reproduce``'s check against the
+committed reference: train, compare (identical / within tolerance / different), accept, render from it."""
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import torch
+
+from superpos.backbones import precision
+from superpos.engine import ResultsStore, RunConfig, run
+from superpos.engine import config as run_config
+from superpos.engine.compare import TOLERANCE, compare_record, summary_line
+
+OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TQDM_DISABLE": "1"}
+TINY = dict(backbone="tiny-llama", task="bbc-topic", max_steps=2, batch_size=4, eval_every=2, train_limit=8,
+            eval_limit=8, eval_batch_size=8, max_input_tokens=32)
+
+
+# ----------------------------------------------------------------------------- precision
+def test_auto_picks_bf16_only_where_the_cpu_runs_it_natively(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    dtype, reason = precision.resolve_precision("auto", cpu)
+    assert dtype == "fp32" and "emulated" in reason
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    assert precision.resolve_precision("auto", cpu) == ("bf16", "auto: CPU with avx512_bf16 (native bf16 matmul)")
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    assert precision.resolve_precision("auto", cpu)[0] == "bf16"
+    assert precision.resolve_precision("fp32", cpu) == ("fp32", "asked for explicitly")
+    with pytest.raises(ValueError, match="dtype"):
+        precision.resolve_precision("fp8", cpu)
+
+
+def test_run_config_defaults_to_auto_and_rejects_unknown_dtypes():
+    assert RunConfig().dtype == "auto"
+    with pytest.raises(ValueError, match="dtype"):
+        RunConfig(dtype="fp64")
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_both_precisions_train_with_fp32_trainable_state(tmp_path, monkeypatch, dtype):
+    """The frozen backbone runs in the asked dtype; the prompt, its AdamW state and the loss stay fp32; the
+    record says what ran and why."""
+    for key, value in OFFLINE.items():
+        monkeypatch.setenv(key, value)
+    from superpos.engine.train import Trainer
+
+    config = RunConfig(method="superpos", dtype=dtype, **TINY).resolved()
+    trainer = Trainer(config, config.run_hash(), ResultsStore(tmp_path), None, progress=False)
+    assert trainer.backbone.dtype == {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
+    loss = trainer.train_step(trainer.batch_at(0))
+    assert isinstance(loss, float) and loss == loss
+    assert all(p.dtype == torch.float32 for p in trainer.method.parameters())
+    assert all(v.dtype == torch.float32 for state in trainer.optimizer.state.values() for k, v in state.items()
+               if k != "step")
+    record = run(config, ResultsStore(tmp_path / "store"), progress=False)
+    assert record["precision"]["dtype"] == dtype and record["precision"]["reason"] == "asked for explicitly"
+    assert record["precision"]["backbone_dtype"] == {"fp32": "float32", "bf16": "bfloat16"}[dtype]
+
+
+def test_full_fine_tuning_keeps_fp32_weights_under_bf16(tmp_path, monkeypatch):
+    for key, value in OFFLINE.items():
+        monkeypatch.setenv(key, value)
+    from superpos.engine.train import Trainer
+
+    config = RunConfig(method="full", dtype="bf16", **TINY).resolved()
+    trainer = Trainer(config, config.run_hash(), ResultsStore(tmp_path), None, progress=False)
+    assert trainer.backbone.dtype == torch.float32 and isinstance(trainer.autocast, torch.autocast)
+    trainer.train_step(trainer.batch_at(0))
+    assert all(p.dtype == torch.float32 for p in trainer.method.parameters())
+
+
+def test_the_code_version_is_part_of_the_run_hash(monkeypatch):
+    before = RunConfig(**TINY).run_hash()
+    monkeypatch.setattr(run_config, "CODE_VERSION", run_config.CODE_VERSION + 1)
+    assert RunConfig(**TINY).run_hash() != before
+
+
+# ----------------------------------------------------------------------------- verdicts
+def _record(score=60.0, lenient=62.0, invalid=0.0, loss=0.5, history_tail=0.0):
+    history = [{"step": 1, "score": 10.0, "lenient_score": 20.0, "invalid_rate": 0.5},
+               {"step": 2, "score": score, "lenient_score": lenient + history_tail, "invalid_rate": invalid}]
+    return {"hash": "h", "status": "done", "steps": 2, "history": history, "loss_curve": [[1, 2.0], [2, loss]],
+            "best": {"step": 2, "test": history[1], "dev": history[1]}, "precision": {"dtype": "fp32"},
+            "config": {"task": "bbc-topic", "method": "simple", "method_config": {"n_prompts": 10}, "dropout": False,
+                       "seed": 0}}
+
+
+def test_verdicts_identical_within_tolerance_different_and_missing():
+    reference = _record()
+    assert compare_record(copy.deepcopy(reference), reference)["verdict"] == "identical"
+    near = _record(score=60.0 + TOLERANCE["score"] - 0.5, loss=0.5 * (1 + TOLERANCE["final_loss"] / 2))
+    assert compare_record(near, reference)["verdict"] == "within tolerance"
+    far = _record(score=60.0 + TOLERANCE["score"] + 0.5)
+    row = compare_record(far, reference)
+    assert row["verdict"] == "different" and row["detail"].startswith("score 60.0 -> 63.5")
+    drifted = _record(loss=0.5 * (1 + 2 * TOLERANCE["final_loss"]))
+    assert compare_record(drifted, reference)["verdict"] == "different"
+    assert compare_record(reference, None)["verdict"] == "no reference"
+    failed = {**_record(), "status": "failed", "reason": "non-finite loss"}
+    assert compare_record(failed, reference)["verdict"] == "failed"
+
+
+def test_summary_line_counts_each_verdict():
+    import pandas as pd
+
+    frame = pd.DataFrame({"verdict": ["identical"] * 3 + ["within tolerance", "different", "no reference"]})
+    assert summary_line(frame) == ("reproduced 4/6 runs: 3 identical, 1 within tolerance, 1 different "
+                                   "(1 no reference)")
+
+
+# ----------------------------------------------------------------------------- the cycle
+@pytest.mark.slow
+def test_reproduce_accept_retrain_compare_and_report(tmp_path, monkeypatch, capsys):
+    """Accept a smoke reproduction as reference; training again from nothing matches it run for run; a
+    moved reference number is reported as different; the report renders from the reference alone."""
+    from superpos.reproduce import reproduce
+
+    monkeypatch.setenv("SUPERPOS_RESULTS", str(tmp_path))
+    for key, value in OFFLINE.items():
+        monkeypatch.setenv(key, value)
+    root = tmp_path / "smoke"
+    assert reproduce("smoke", ["04"], progress=False, accept=True) == 0
+    executed = (root / "notebooks" / "04_softmax_variant.ipynb").read_bytes()
+    records = sorted((root / "reference" / "records").glob("*.json"))
+    assert len(records) == 2 and (root / "reference" / "prompts").is_dir()
+
+    import shutil
+
+    shutil.rmtree(root / "records")  # a fresh clone: the working store is empty, everything trains again
+    capsys.readouterr()
+    assert reproduce("smoke", ["04"], progress=False) == 0
+    assert "reproduced 2/2 runs: 2 identical, 0 within tolerance, 0 different" in capsys.readouterr().out
+    assert (root / "notebooks" / "04_softmax_variant.ipynb").read_bytes() == executed
+    assert "identical" in (root / "tables" / "reproduction_smoke.md").read_text()
+
+    moved = json.loads(records[0].read_text())
+    moved["best"]["test"]["score"] += 10
+    records[0].write_text(json.dumps(moved))
+    assert reproduce("smoke", ["04"], progress=False) == 0
+    assert "1 different" in capsys.readouterr().out
+
+    shutil.rmtree(root / "records")
+    assert reproduce("smoke", ["04"], progress=False, from_reference=True) == 0
+    assert not (root / "records").exists() or not any((root / "records").iterdir()), "the report trained"
+    with pytest.raises(ValueError, match="not in"):
+        reproduce("smoke", ["01"], progress=False, from_reference=True)
