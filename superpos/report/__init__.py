@@ -9,8 +9,9 @@ Modules: ``tables`` (Table 1 layout, ablations, curves), ``stability`` (standard
 Table 2; weight similarity, Figure 2d), ``figures``, ``paper`` (the paper's Tables 1-3 as data),
 ``readout`` (nearest-token readouts of prompts), ``output`` (captions and files).
 """
-from .figures import plot_curves, plot_factor, plot_similarity, plot_standardized
-from .output import Published, caption, markdown_table, output_dir, publish_figure, publish_table
+from .figures import plot_curves, plot_factor, plot_losses, plot_similarity, plot_standardized
+from .output import (Published, PublishedFigure, caption, markdown_table, output_dir, publish_figure,
+                     publish_table, save_figure)
 from .paper import PAPER_MODELS, paper_model, paper_table2, paper_task_scores, paper_values
 from .readout import nearest_tokens, readout_table
 from .stability import (beside_paper_table2, distinctiveness, paper_table2_check, stability_table,
@@ -20,8 +21,9 @@ from .tables import (beside_paper, cost_table, factor_table, learning_curves, lo
                      with_variants)
 
 __all__ = [
-    "plot_curves", "plot_factor", "plot_similarity", "plot_standardized",
-    "Published", "caption", "markdown_table", "output_dir", "publish_figure", "publish_table",
+    "plot_curves", "plot_factor", "plot_losses", "plot_similarity", "plot_standardized",
+    "Published", "PublishedFigure", "caption", "markdown_table", "output_dir", "publish_figure", "publish_table",
+    "save_figure",
     "PAPER_MODELS", "paper_model", "paper_table2", "paper_task_scores", "paper_values",
     "nearest_tokens", "readout_table",
     "beside_paper_table2", "distinctiveness", "paper_table2_check", "stability_table", "standardized_overall",

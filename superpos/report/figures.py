@@ -1,8 +1,13 @@
-"""Figures: learning curves (Figure 2a, b), the m ablation (2c), weight similarity (2d), ablation bars.
+"""Figures: learning curves (Figure 2a, b), the m ablation (2c), weight similarity (2d), ablation bars, losses.
 
 Every function takes the long frames of :mod:`.tables` / :mod:`.stability` and returns a matplotlib
-``Figure`` that is already closed in pyplot, so a notebook shows it exactly once (as the cell's value).
-Axes are labelled with units; scores are percentages of the task's metric mean (paper §5).
+``Figure`` that is already closed in pyplot. Figures carry no caption: :func:`~superpos.report.publish_figure`
+adds the one-line title and writes the caption beside the files.
+
+Score figures show three rows of panels sharing the x axis: the strict score (an invalid label zeroes
+the task, †), the lenient score (invalid labels count as wrong) and the invalid-label rate, all in percent
+on 0–100 axes. One colour per method variant, in every panel; dropout is the line style (solid off,
+dashed on), so an on/off pair shares its colour.
 """
 from __future__ import annotations
 
@@ -14,148 +19,275 @@ import matplotlib
 import matplotlib.pyplot as plt  # noqa: E402  (after matplotlib: the kernel's backend is already chosen)
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
 from .tables import dropout_mark, method_label, select, task_label, task_order, variant_key
 
-SCORE_LABEL = "validation score (%)"
 STEP_LABEL = "training step (optimizer updates)"
-matplotlib.rcParams["svg.hashsalt"] = "superpos"  # stable element ids: SVGs diff cleanly between runs
+LOSS_LABEL = "training loss (token cross-entropy)"
+#: (row name, column of the mean, column of its std over seeds, y label), top to bottom.
+QUANTITIES = (("strict", "strict_score", "strict_std", "strict score (%)"),
+              ("lenient", "lenient_score", "lenient_std", "lenient score (%)"),
+              ("invalid", "invalid_rate", "invalid_std", "invalid labels (%)"))
+#: Factors whose values have a meaning order (not alphabetical).
+FACTOR_ORDER = {"init": ("uniform", "vocab", "labels")}
+DROPOUT_STYLE = {False: "-", True: "--"}
+SVG_SALT = "superpos"
+matplotlib.rcParams["svg.hashsalt"] = SVG_SALT  # stable element ids: SVGs diff cleanly between runs
 
 
-def _grid(count: int, *, width: float = 4.0, height: float = 3.2, columns: int = 4):
-    columns = max(1, min(columns, count))
-    rows = max(1, math.ceil(count / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(width * columns, height * rows + 0.6), squeeze=False)
-    flat = list(axes.flat)
-    for ax in flat[count:]:
-        ax.set_visible(False)
-    return fig, flat[:count]
+def _figure(rows: int, columns: int, *, width: float, height: float):
+    fig, axes = plt.subplots(rows, columns, figsize=(width * columns, height * rows + 0.4), squeeze=False,
+                             layout="constrained")
+    return fig, axes
 
 
 def _done(fig):
-    fig.tight_layout()
     plt.close(fig)
     return fig
 
 
 def _empty(message: str):
-    fig, ax = plt.subplots(figsize=(6, 1.2))
+    fig, ax = plt.subplots(figsize=(6, 1.2), layout="constrained")
     ax.axis("off")
     ax.text(0.5, 0.5, message, ha="center", va="center", wrap=True)
     return _done(fig)
 
 
-def _series_label(row_or_key: dict, hue: str) -> str:
-    if hue == "dropout":
-        return f"dropout {dropout_mark(row_or_key['dropout'])}"
-    if hue == "variant":
-        return method_label(row_or_key["method"], row_or_key["variant"])
-    if hue == "setting":
-        return f"{method_label(row_or_key['method'], row_or_key['variant'])}, dropout {dropout_mark(row_or_key['dropout'])}"
-    return str(row_or_key[hue])
+def _percent_axis(ax) -> None:
+    """0–100 with a little room so a line at 0 or 100 stays visible off the frame."""
+    ax.set_ylim(-4, 104)
+    ax.set_yticks([0, 25, 50, 75, 100])
+    ax.grid(alpha=0.3)
 
 
-def _colors(labels) -> dict:
-    """One colour per series label, the same in every panel of a figure."""
+def _columns(frame: pd.DataFrame, quantity: tuple) -> tuple[str, str | None, float]:
+    """(value column, std column, factor to percent) of a quantity row; a frame without the strict/lenient
+    split (older callers) draws its ``score`` in both score rows."""
+    name, value, std, _ = quantity
+    if value not in frame.columns and name != "invalid":
+        value, std = "score", "score_std"
+    return value, (std if std in frame.columns else None), (100.0 if name == "invalid" else 1.0)
+
+
+def _series(frame: pd.DataFrame) -> list[tuple]:
+    """(method, variant, dropout) keys in Table 1's order, dropout off before on."""
+    return sorted({(m, v, bool(d)) for m, v, d in zip(frame["method"], frame["variant"], frame["dropout"])},
+                  key=lambda k: (variant_key(k[1]), k[2]))
+
+
+def _palette(count: int) -> list:
     cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    if len(labels) > len(cycle):
-        cycle = [plt.get_cmap("tab20")(i % 20) for i in range(len(labels))]
-    return {label: cycle[i] for i, label in enumerate(labels)}
+    return cycle if count <= len(cycle) else [plt.get_cmap("tab20")(i % 20) for i in range(count)]
 
 
-def _pad_limits(ax, values) -> None:
-    """Keep at least a 5-point span on a percentage axis (flat curves otherwise get a ±0.05 axis)."""
-    values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
-    if values and max(values) - min(values) < 5:
-        middle = (max(values) + min(values)) / 2
-        ax.set_ylim(middle - 2.5, middle + 2.5)
+def _styles(series: list[tuple], hue: str) -> dict:
+    """Per series key: legend label, colour (one per variant) and line style (dropout)."""
+    variants = list(dict.fromkeys(v for _, v, _ in series))
+    palette = _palette(len(variants))
+    styles = {}
+    for method, variant, dropout in series:
+        name = method_label(method, variant)
+        state = f"dropout {'on' if dropout else 'off'}"
+        label = {"dropout": state, "setting": f"{name}, {state}"}.get(hue, name)
+        styles[(method, variant, dropout)] = {"label": label, "color": palette[variants.index(variant)],
+                                              "linestyle": DROPOUT_STYLE[dropout]}
+    return styles
+
+
+def _legend(fig, styles: dict, **marker) -> None:
+    seen = {}
+    for style in styles.values():
+        seen.setdefault(style["label"], style)
+    handles = [plt.Line2D([], [], color=s["color"], linestyle=s["linestyle"], **marker) for s in seen.values()]
+    # Below the panels: beside them it competes with the title for the width of narrow figures.
+    fig.legend(handles, list(seen), loc="outside lower center", ncols=min(len(seen), 4), fontsize=8, frameon=False)
+
+
+def _panels(frame: pd.DataFrame) -> list[tuple[str, str]]:
+    return [(b, t) for b in dict.fromkeys(frame["backbone"]) for t in task_order(frame[frame["backbone"] == b]["task"])]
+
+
+def _panel_title(backbone: str, task: str, several_backbones: bool) -> str:
+    return task_label(task) + (f" — {backbone}" if several_backbones else "")
 
 
 def plot_curves(curves: pd.DataFrame, *, hue: str = "variant", x: str = "step", tasks=None, columns: int = 4):
-    """Validation score against training steps, one panel per (backbone, task), one line per ``hue``
-    (``variant``, ``dropout`` or ``setting``), the mean over seeds with a band of ± one std."""
-    from matplotlib.ticker import MaxNLocator
-
+    """Validation scores against training steps from :func:`~superpos.report.learning_curves`
+    (``strict_score``, ``lenient_score``, ``invalid_rate`` of every evaluation point in a record's
+    ``history``): per (backbone, task) a column of three panels (strict %, lenient %, invalid labels %),
+    one line per setting (colour: variant; line style: dropout; ``hue`` picks the legend's words:
+    ``variant``, ``dropout`` or ``setting``), the mean over seeds with a band of ± one std."""
     if tasks is not None:
         curves = curves[curves["task"].isin(list(tasks))]
     if curves.empty:
         return _empty("no evaluation points (no finished runs)")
-    panels = [(b, t) for b in dict.fromkeys(curves["backbone"]) for t in task_order(curves[curves["backbone"] == b]["task"])]
-    series = sorted({(m, v, bool(d)) for m, v, d in zip(curves["method"], curves["variant"], curves["dropout"])},
-                    key=lambda k: (variant_key(k[1]), k[2]))
-    labels = list(dict.fromkeys(_series_label(dict(zip(["method", "variant", "dropout"], key)), hue) for key in series))
-    colors = _colors(labels)
-    fig, axes = _grid(len(panels), columns=columns)
+    panels = _panels(curves)
+    styles = _styles(_series(curves), hue)
+    columns = max(1, min(columns, len(panels)))
+    blocks = math.ceil(len(panels) / columns)
+    fig, axes = _figure(3 * blocks, columns, width=3.4, height=1.75)
     several_backbones = curves["backbone"].nunique() > 1
-    for ax, (backbone, task) in zip(axes, panels):
+    for index in range(blocks * columns):
+        block, column = divmod(index, columns)
+        column_axes = [axes[3 * block + row, column] for row in range(3)]
+        if index >= len(panels):
+            for ax in column_axes:
+                ax.set_visible(False)
+            continue
+        backbone, task = panels[index]
         panel = curves[(curves["backbone"] == backbone) & (curves["task"] == task)]
-        for key in series:
+        for row, (ax, quantity) in enumerate(zip(column_axes, QUANTITIES)):
+            value, _, scale = _columns(panel, quantity)
+            for key, style in styles.items():
+                group = panel[(panel["method"] == key[0]) & (panel["variant"] == key[1]) & (panel["dropout"] == key[2])]
+                values = pd.to_numeric(group[value], errors="coerce") * scale
+                stats = values.groupby(group[x]).agg(["mean", "std", "count"]).dropna(subset=["mean"])
+                if stats.empty:
+                    continue
+                ax.plot(stats.index, stats["mean"], marker="o", markersize=2.5, linewidth=1.3,
+                        color=style["color"], linestyle=style["linestyle"])
+                if (stats["count"] > 1).any():
+                    std = stats["std"].fillna(0)
+                    ax.fill_between(stats.index, stats["mean"] - std, stats["mean"] + std, color=style["color"],
+                                    alpha=0.12, linewidth=0)
+            _percent_axis(ax)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))
+            if row:
+                ax.sharex(column_axes[0])
+            if row < 2:
+                ax.tick_params(labelbottom=False)
+            else:
+                ax.set_xlabel(STEP_LABEL if x == "step" else "epoch", fontsize=8)
+            if column == 0:
+                ax.set_ylabel(quantity[3], fontsize=8)
+            else:
+                ax.tick_params(labelleft=False)
+        column_axes[0].set_title(_panel_title(backbone, task, several_backbones), fontsize=10)
+    _legend(fig, styles, marker="o", markersize=3)
+    return _done(fig)
+
+
+def plot_losses(losses: pd.DataFrame, *, hue: str = "variant", tasks=None, columns: int = 4, log: bool = True):
+    """Training loss against optimizer step from :func:`~superpos.report.loss_curves` (a record's
+    ``loss_curve``): one panel per (backbone, task), one line per setting (colour: variant; line style:
+    dropout, solid off, dashed on), the mean over seeds; shared y axis, logarithmic with ``log``."""
+    if tasks is not None:
+        losses = losses[losses["task"].isin(list(tasks))]
+    losses = losses.assign(loss=pd.to_numeric(losses["loss"], errors="coerce")).dropna(subset=["loss"])
+    if losses.empty:
+        return _empty("no training losses (no finished runs)")
+    panels = _panels(losses)
+    styles = _styles(_series(losses), hue)
+    columns = max(1, min(columns, len(panels)))
+    rows = math.ceil(len(panels) / columns)
+    fig, axes = _figure(rows, columns, width=3.4, height=2.5)
+    flat = list(axes.flat)
+    several_backbones = losses["backbone"].nunique() > 1
+    for ax in flat[len(panels):]:
+        ax.set_visible(False)
+    for i, (ax, (backbone, task)) in enumerate(zip(flat, panels)):
+        if i:
+            ax.sharey(flat[0])
+        panel = losses[(losses["backbone"] == backbone) & (losses["task"] == task)]
+        for key, style in styles.items():
             group = panel[(panel["method"] == key[0]) & (panel["variant"] == key[1]) & (panel["dropout"] == key[2])]
             if group.empty:
                 continue
-            label = _series_label(dict(zip(["method", "variant", "dropout"], key)), hue)
-            stats = group.groupby(x)["score"].agg(["mean", "std", "count"]).reset_index().sort_values(x)
-            ax.plot(stats[x], stats["mean"], marker="o", markersize=3, label=label, color=colors[label])
-            if (stats["count"] > 1).any():
-                ax.fill_between(stats[x], stats["mean"] - stats["std"].fillna(0), stats["mean"] + stats["std"].fillna(0),
-                                color=colors[label], alpha=0.15, linewidth=0)
-        _pad_limits(ax, panel["score"].tolist())
-        ax.set_title(f"{task_label(task)}" + (f" — {backbone}" if several_backbones else ""))
-        ax.set_xlabel(STEP_LABEL if x == "step" else "epoch")
-        ax.set_ylabel(SCORE_LABEL)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    handles = [plt.Line2D([], [], color=colors[label], marker="o", markersize=3) for label in labels]
-    fig.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.0, 0.98), fontsize=8, frameon=False)
-    plt.close(fig)
-    return fig
+            mean = group.groupby("step")["loss"].mean()
+            ax.plot(mean.index, mean.to_numpy(), color=style["color"], linestyle=style["linestyle"], linewidth=1.3)
+        if log and (losses["loss"] > 0).all():
+            ax.set_yscale("log")
+        ax.set_title(_panel_title(backbone, task, several_backbones), fontsize=10)
+        ax.set_xlabel(STEP_LABEL, fontsize=8)
+        if i % columns == 0:
+            ax.set_ylabel(LOSS_LABEL + (" (log)" if log else ""), fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))
+        ax.grid(alpha=0.3, which="both")
+    _legend(fig, styles)
+    return _done(fig)
+
+
+def _factor_values(frame: pd.DataFrame, factor: str) -> list:
+    values = list(dict.fromkeys(frame[factor]))
+    if factor == "variant":
+        return sorted(values, key=variant_key)
+    if factor in FACTOR_ORDER:
+        order = FACTOR_ORDER[factor]
+        return sorted(values, key=lambda v: (order.index(v) if v in order else len(order), str(v)))
+    return sorted(values, key=lambda v: (isinstance(v, str), v))
+
+
+def _factor_name(factor: str, value) -> str:
+    if factor == "variant":
+        return method_label(str(value).split(" ")[0], str(value))
+    if factor == "dropout":
+        return f"dropout {dropout_mark(value)}"
+    return str(value)
 
 
 def plot_factor(scores: pd.DataFrame, factor: str, *, xlabel: str, log2: bool = False, kind: str = "line",
                 columns: int = 4, where: dict | None = None):
-    """Best validation score against a factor (``m``, ``n_prompts``, ``init``, ``variant``), one panel
-    per backbone, one line (or bar group) per task; error bars ± one std over seeds. ``where``:
-    :func:`~superpos.report.tables.select` conditions applied first."""
+    """Best validation scores of :func:`~superpos.report.task_scores` rows (``strict_score``,
+    ``lenient_score``, ``invalid_rate`` and their ``*_std`` over seeds) against a factor (``m``,
+    ``n_prompts``, ``init``, ``variant``), three rows of panels (strict %, lenient %, invalid labels %),
+    one column per backbone. ``kind="line"``: the factor on x, one line per task; ``kind="bar"``: tasks
+    on x, one bar (one colour) per factor value, in the factor's order. Error bars ± one std over seeds.
+    ``where``: :func:`~superpos.report.tables.select` conditions applied first."""
     if where:
         scores = select(scores, **where)
     if scores.empty:
         return _empty("no finished runs")
-    backbones = list(dict.fromkeys(scores["backbone"]))
-    fig, axes = _grid(len(backbones), width=5.5 if kind == "bar" else 4.5, height=3.6, columns=columns)
-    for ax, backbone in zip(axes, backbones):
+    backbones = list(dict.fromkeys(scores["backbone"]))[:columns]
+    values = _factor_values(scores, factor)
+    tasks_all = task_order(scores["task"])
+    if kind == "bar":
+        width = max(4.5, 0.9 + len(tasks_all) * (0.25 * len(values) + 0.35))
+    else:
+        width = 4.5
+    fig, axes = _figure(3, len(backbones), width=width, height=1.9)
+    palette = _palette(max(len(values), len(tasks_all)))
+    for column, backbone in enumerate(backbones):
         panel = scores[scores["backbone"] == backbone]
         tasks = task_order(panel["task"])
-        values = list(dict.fromkeys(panel[factor]))
-        values = (sorted(values, key=variant_key) if factor == "variant"
-                  else sorted(values, key=lambda v: (isinstance(v, str), v)))
-        if kind == "line":
-            for task in tasks:
-                rows = panel[panel["task"] == task].set_index(factor).reindex(values).dropna(subset=["score"])
-                ax.errorbar(list(rows.index), rows["score"], yerr=rows["score_std"], marker="o", capsize=3,
-                            label=task_label(task))
-            if log2:
-                ax.set_xscale("log", base=2)
-                ax.set_xticks(values, [str(v) for v in values])
-        else:
-            width = 0.8 / max(1, len(tasks))
-            positions = np.arange(len(values))
-            for k, task in enumerate(tasks):
-                rows = panel[panel["task"] == task].set_index(factor).reindex(values)
-                ax.bar(positions + k * width - 0.4 + width / 2, rows["score"].fillna(0), width,
-                       yerr=rows["score_std"].fillna(0), capsize=2, label=task_label(task))
-            names = [method_label(str(v).split(" ")[0], str(v)) if factor == "variant" else str(v) for v in values]
-            ax.set_xticks(positions, ["\n".join(textwrap.wrap(n, 14, break_long_words=False)) for n in names], fontsize=8)
-        if kind == "line":
-            _pad_limits(ax, panel["score"].tolist())
-        else:
-            low, high = float(panel["score"].min()), float(panel["score"].max())
-            ax.set_ylim(min(0.0, low - 2), max(5.0, high + float(panel["score_std"].fillna(0).max()) + 2))
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel("best " + SCORE_LABEL)
-        ax.set_title(backbone)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        for row, quantity in enumerate(QUANTITIES):
+            ax = axes[row, column]
+            value, std, scale = _columns(panel, quantity)
+            if kind == "line":
+                for task in tasks:
+                    rows = panel[panel["task"] == task].set_index(factor).reindex(values).dropna(subset=[value])
+                    ax.errorbar(list(rows.index), rows[value] * scale,
+                                yerr=rows[std].fillna(0) * scale if std else None, marker="o", markersize=4,
+                                capsize=3, color=palette[tasks_all.index(task)], label=task_label(task))
+                if log2:
+                    ax.set_xscale("log", base=2)
+                    ax.set_xticks(values, [str(v) for v in values])
+                    ax.minorticks_off()
+            else:
+                bar = 0.8 / max(1, len(values))
+                positions = np.arange(len(tasks))
+                for k, level in enumerate(values):
+                    rows = panel[panel[factor] == level].set_index("task").reindex(tasks)
+                    ax.bar(positions + k * bar - 0.4 + bar / 2, rows[value] * scale, bar, color=palette[k],
+                           yerr=rows[std].fillna(0) * scale if std else None, capsize=2,
+                           error_kw={"linewidth": 0.8}, label=_factor_name(factor, level))
+                ax.set_xticks(positions, [task_label(t) for t in tasks], fontsize=8)
+            _percent_axis(ax)
+            if row:
+                ax.sharex(axes[0, column])
+            if row < 2:
+                ax.tick_params(labelbottom=False)
+            else:
+                ax.set_xlabel(xlabel if kind == "line" else "task", fontsize=8)
+            if column == 0:
+                ax.set_ylabel(quantity[3], fontsize=8)
+            else:
+                ax.tick_params(labelleft=False)
+        if len(backbones) > 1:
+            axes[0, column].set_title(backbone, fontsize=10)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4), fontsize=8, frameon=False,
+               title=None if kind == "line" else xlabel, title_fontsize=8)
     return _done(fig)
 
 
@@ -169,45 +301,58 @@ def plot_similarity(similarity: pd.DataFrame, *, columns: int = 5):
     prompts = sorted(similarity["prompt"].unique())
     tasks = task_order(similarity["task_a"])
     labels = [task_label(t) for t in tasks]
-    fig, axes = _grid(len(prompts), width=2.9, height=2.9, columns=columns)
+    columns = max(1, min(columns, len(prompts)))
+    fig, axes = _figure(math.ceil(len(prompts) / columns), columns, width=2.9, height=2.9)
+    flat = list(axes.flat)
+    for ax in flat[len(prompts):]:
+        ax.set_visible(False)
     image = None
-    for ax, prompt in zip(axes, prompts):
+    for ax, prompt in zip(flat, prompts):
         matrix = (similarity[similarity["prompt"] == prompt].pivot(index="task_a", columns="task_b", values="cosine")
                   .reindex(index=tasks, columns=tasks))
         image = ax.imshow(matrix.to_numpy(), vmin=-1, vmax=1, cmap="RdBu_r")
         ax.set_title(f"prompt token {prompt}", fontsize=9)
         ax.set_xticks(range(len(tasks)), labels, rotation=90, fontsize=7)
         ax.set_yticks(range(len(tasks)), labels, fontsize=7)
-    fig.tight_layout()
     if image is not None:
-        fig.colorbar(image, ax=axes, shrink=0.8, label="cosine similarity of p′ᵢ between tasks")
-    plt.close(fig)
-    return fig
-
-
-def plot_standardized(overall: pd.DataFrame):
-    """Table 2 as bars: standardized overall score (0–100) per setting, error bars = std over tasks."""
-    if overall.empty:
-        return _empty("no complete settings to standardize")
-    backbones = list(dict.fromkeys(overall["backbone"]))
-    settings = list(dict.fromkeys(zip(overall["method"], overall["variant"], overall["dropout"])))
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(settings) * len(backbones)), 4.2))
-    width = 0.8 / len(backbones)
-    positions = np.arange(len(settings))
-    for k, backbone in enumerate(backbones):
-        rows = overall[overall["backbone"] == backbone].set_index(["method", "variant", "dropout"]).reindex(settings)
-        ax.bar(positions + k * width - 0.4 + width / 2, rows["mean"].fillna(0), width, yerr=rows["std"].fillna(0),
-               capsize=3, label=backbone)
-    ax.set_xticks(positions, [f"{method_label(m, v)}\ndropout {dropout_mark(d)}" for m, v, d in settings], fontsize=8)
-    ax.set_ylabel("standardized overall score (0–100)")
-    ax.set_ylim(0, 110)
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8)
+        fig.colorbar(image, ax=flat[:len(prompts)], shrink=0.8, label="cosine similarity of p′ᵢ between tasks")
     return _done(fig)
 
 
-def add_caption(fig, caption: str):
-    """Write ``caption`` under the figure (saved with ``bbox_inches="tight"``, it travels with the files)."""
-    width = max(70, int(fig.get_figwidth() * 14))  # characters per line at 8 pt
-    fig.text(0.005, -0.01, "\n".join(textwrap.wrap(caption, width=width)), ha="left", va="top", fontsize=8)
-    return fig
+def plot_standardized(overall: pd.DataFrame, *, scores: pd.DataFrame | None = None):
+    """Table 2 as bars: the standardized overall score (0–100; ``mean``, error bars ``std`` over tasks,
+    from :func:`~superpos.report.stability_table`) per setting, one colour per backbone. With ``scores``
+    (:func:`~superpos.report.task_scores` rows), three rows: standardized from the strict scores, from the
+    lenient scores, and the invalid-label rate (%) averaged over tasks (error bars: std over tasks)."""
+    from .stability import SETTING, standardized_overall
+
+    if overall.empty:
+        return _empty("no complete settings to standardize")
+    if scores is not None and not scores.empty and {"strict_score", "lenient_score"} <= set(scores.columns):
+        invalid = (scores.assign(invalid=pd.to_numeric(scores["invalid_rate"], errors="coerce") * 100)
+                   .groupby(list(SETTING), sort=False)["invalid"].agg(["mean", "std"]).reset_index())
+        rows = [("standardized, strict (0–100)", standardized_overall(scores, value="strict_score")),
+                ("standardized, lenient (0–100)", standardized_overall(scores, value="lenient_score")),
+                ("invalid labels (%)", invalid)]
+    else:
+        rows = [("standardized overall score (0–100)", overall)]
+    backbones = list(dict.fromkeys(overall["backbone"]))
+    settings = list(dict.fromkeys(zip(overall["method"], overall["variant"], overall["dropout"])))
+    fig, axes = _figure(len(rows), 1, width=max(6.0, 1.1 * len(settings) * len(backbones) + 1), height=2.0)
+    palette = _palette(len(backbones))
+    width = 0.8 / len(backbones)
+    positions = np.arange(len(settings))
+    for row, (ax, (label, frame)) in enumerate(zip(axes[:, 0], rows)):
+        for k, backbone in enumerate(backbones):
+            values = frame[frame["backbone"] == backbone].set_index(["method", "variant", "dropout"]).reindex(settings)
+            ax.bar(positions + k * width - 0.4 + width / 2, values["mean"], width, yerr=values["std"].fillna(0),
+                   capsize=3, color=palette[k], error_kw={"linewidth": 0.8}, label=backbone)
+        ax.set_xticks(positions, [f"{method_label(m, v)}\ndropout {dropout_mark(d)}" for m, v, d in settings],
+                      fontsize=8)
+        if row < len(rows) - 1:
+            ax.tick_params(labelbottom=False)
+        ax.set_ylabel("\n".join(textwrap.wrap(label, 22)), fontsize=8)
+        _percent_axis(ax)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4), fontsize=8, frameon=False)
+    return _done(fig)

@@ -180,20 +180,29 @@ def task_scores(frame: pd.DataFrame, *, lenient: bool = False, by: Sequence[str]
     ``lenient=True``), ``score_std`` (sample std over seeds; 0 for one seed), ``seeds`` (finished runs),
     ``failed`` (runs whose record says failed), ``daggers`` (seeds with an invalid label), ``dagger``
     (any), ``invalid_rate`` (mean fraction of invalid predictions), ``best_step`` (mean), ``metrics``
-    (``{metric: mean}``, strict values), and the config columns of ``by``.
+    (``{metric: mean}``, strict values), and the config columns of ``by``. Whatever ``lenient`` says,
+    ``strict_score``/``strict_std``, ``lenient_score``/``lenient_std`` and ``invalid_std`` are there too,
+    for figures that show both conventions and the invalid rate side by side.
     """
     frame = with_variants(frame) if "variant" not in frame.columns else frame
     keys = list(by) + ["task"]
     columns = keys + [c for c in CONFIG_COLUMNS if c not in keys] + [
-        "score", "score_std", "seeds", "failed", "daggers", "dagger", "invalid_rate", "best_step", "metrics"]
+        "score", "score_std", "seeds", "failed", "daggers", "dagger", "invalid_rate", "best_step", "metrics",
+        "strict_score", "strict_std", "lenient_score", "lenient_std", "invalid_std"]
     if frame.empty:
         return pd.DataFrame(columns=columns)
     value = f"{split}_lenient_score" if lenient else f"{split}_score"
     metrics = metric_columns(frame, split)
+    def spread(done: pd.DataFrame, column: str) -> tuple[float, float]:
+        values = pd.to_numeric(done[column], errors="coerce").dropna()
+        return (float(values.mean()) if len(values) else math.nan,
+                float(values.std(ddof=1)) if len(values) > 1 else 0.0)
+
     rows = []
     for key, group in frame.groupby(keys, sort=False, dropna=False):
         done = group[group["status"] == "done"]
         scores = pd.to_numeric(done[value], errors="coerce").dropna()
+        strict, lenient_values, invalid = (spread(done, f"{split}_{c}") for c in ("score", "lenient_score", "invalid_rate"))
         daggers = int(done[f"{split}_dagger"].fillna(False).astype(bool).sum()) if len(done) else 0
         means = {}
         for column in metrics:
@@ -214,6 +223,8 @@ def task_scores(frame: pd.DataFrame, *, lenient: bool = False, by: Sequence[str]
             if len(done) else math.nan,
             "best_step": float(pd.to_numeric(done["best_step"], errors="coerce").mean()) if len(done) else math.nan,
             "metrics": {m: means[m] for m in task_metrics(key[-1], means) if m in means} or means,
+            "strict_score": strict[0], "strict_std": strict[1],
+            "lenient_score": lenient_values[0], "lenient_std": lenient_values[1], "invalid_std": invalid[1],
         })
     return _sorted(pd.DataFrame(rows, columns=columns))
 
@@ -470,10 +481,11 @@ def paper_table(table: str = "table1", *, models: Sequence[str] | None = None, m
 # ----------------------------------------------------------------------------- curves
 def learning_curves(frame: pd.DataFrame, *, lenient: bool = False) -> pd.DataFrame:
     """Every evaluation point of every finished run, long form: config columns, ``step``, ``epoch``,
-    ``score`` (validation score in percent, strict or lenient), ``invalid_rate``, ``dagger``."""
+    ``score`` (validation score in percent, strict or lenient), ``strict_score`` and ``lenient_score``
+    (both conventions, whatever ``lenient`` says), ``invalid_rate`` (fraction, 0..1), ``dagger``."""
     frame = with_variants(frame) if "variant" not in frame.columns else frame
     columns = ["backbone", "task", "method", "variant", "dropout", "seed", "hash", "step", "epoch", "score",
-               "invalid_rate", "dagger"]
+               "strict_score", "lenient_score", "invalid_rate", "dagger"]
     rows = []
     for _, run in frame[frame["status"] == "done"].iterrows() if not frame.empty else []:
         for point in run["history"] or []:
@@ -481,6 +493,7 @@ def learning_curves(frame: pd.DataFrame, *, lenient: bool = False) -> pd.DataFra
                          "variant": run["variant"], "dropout": bool(run["dropout"]), "seed": run["seed"],
                          "hash": run["hash"], "step": point.get("step"), "epoch": point.get("epoch"),
                          "score": point.get("lenient_score" if lenient else "score"),
+                         "strict_score": point.get("score"), "lenient_score": point.get("lenient_score"),
                          "invalid_rate": point.get("invalid_rate"), "dagger": point.get("dagger")})
     return pd.DataFrame(rows, columns=columns)
 
