@@ -264,14 +264,19 @@ def notebook_grid(notebook: str, profile: str | Profile = "quick", *, tasks: Seq
 
 
 def profile_configs(profile: str | Profile, notebooks: Sequence[str] | None = None) -> list:
-    """Every run the notebooks (all by default) ask for under ``profile``: each run once, in notebook order,
-    every dependency (ATTEMPT's source runs) before the runs that need it."""
+    """Every run the notebooks (all by default) ask for under ``profile``, each once. Dependencies (ATTEMPT's
+    source runs) come first; then task by task in the profile's order, each task's runs in notebook order, so
+    that a reproduction stopped part-way leaves whole tasks finished, every notebook's settings among them."""
     p = get_profile(profile)
     seen: dict[str, Any] = {}
     for notebook in notebooks or NOTEBOOKS:
         for config in expand(notebook_grid(notebook, p)):
             seen.setdefault(config.run_hash(), config)
-    return list(seen.values())
+    sources = {source for config in seen.values() for source in config.sources}
+    rank = {task: index for index, task in enumerate(p.tasks)}
+    order = {run_hash: position for position, run_hash in enumerate(seen)}
+    return sorted(seen.values(), key=lambda c: (c.run_hash() not in sources, rank.get(c.task, -1),
+                                                order[c.run_hash()]))
 
 
 def _train_size(task: str) -> int:

@@ -7,8 +7,10 @@ one row per setting x task) -> a table (:func:`method_table`, :func:`factor_tabl
 
 Modules: ``tables`` (Table 1 layout, ablations, curves), ``stability`` (standardized overall scoring,
 Table 2; weight similarity, Figure 2d), ``figures``, ``paper`` (the paper's Tables 1-3 as data),
-``readout`` (nearest-token readouts of prompts), ``output`` (captions and files).
+``readout`` (nearest-token readouts of prompts), ``output`` (captions and files), ``glance`` (the paper's
+claims judged on a store's runs).
 """
+from .glance import CLAIMS, glance
 from .figures import plot_curves, plot_factor, plot_losses, plot_similarity, plot_standardized
 from .output import (Published, PublishedFigure, caption, markdown_table, output_dir, publish_figure,
                      publish_table, save_figure)
@@ -21,6 +23,7 @@ from .tables import (beside_paper, cost_table, factor_table, learning_curves, lo
                      with_variants)
 
 __all__ = [
+    "CLAIMS", "glance",
     "plot_curves", "plot_factor", "plot_losses", "plot_similarity", "plot_standardized",
     "Published", "PublishedFigure", "caption", "markdown_table", "output_dir", "publish_figure", "publish_table",
     "save_figure",
