@@ -67,9 +67,9 @@ class Profile:
         return len(profile_configs(self))
 
 
-#: quick: 17 runs of 48 steps at batch 8 on bbc-topic, sized on a 2-core AVX2 CPU in fp32 (measured: ~1.25 s per
-#: prompt-tuning step, ~5 s per evaluation of 64 examples, ~5 s per backbone load), plus ~10 s per notebook
-#: kernel. 48 steps is where simple prompt tuning and SuperPos first emit only valid labels on bbc-topic; fewer,
+#: quick: 15 runs of 48 steps at batch 8 on bbc-topic, sized on a 2-core AVX2 CPU in fp32 (measured: 1.3-1.6 s
+#: per prompt-tuning step, ~9 s per evaluation of 64 examples, ~5 s per backbone load; ~95 s per run), plus
+#: ~10 s per notebook kernel. 48 steps is where simple prompt tuning and SuperPos first emit only valid labels on bbc-topic; fewer,
 #: longer runs rather than many short ones, so that the numbers carry information.
 QUICK_BUDGET = dict(epochs=1, max_steps=48, batch_size=8, eval_every=24, eval_batch_size=64, train_limit=384,
                     eval_limit=64, max_input_tokens=64, dropout_rate=0.1, protocol="paper")
@@ -130,7 +130,7 @@ PROFILES: dict[str, Profile] = {
     ),
     "cpu": Profile(
         name="cpu",
-        description="The seeded reference: SmolLM2-135M on three BBC tasks, 3 seeds, 120 steps per run: Table 1's "
+        description="The seeded reference: SmolLM2-135M on three BBC tasks, 3 seeds, 100 steps per run: Table 1's "
                     "prompt methods, dropout on and off, the m ablation and the softmax variant.",
         note="CPU reference: SmolLM2-135M (causal) instead of T5 and BBC-made tasks instead of GLUE/SuperGLUE, "
              "100 steps per run; a difference between settings means something where it exceeds the spread "
@@ -155,8 +155,8 @@ PROFILES: dict[str, Profile] = {
     ),
     "quick": Profile(
         name="quick",
-        description="The default of `make reproduce`: SmolLM2-135M on bbc-topic, 1 seed, 48 steps per run; "
-                    "all notebooks within 30 minutes on a 2-core CPU.",
+        description="The default of `make reproduce`: SmolLM2-135M on bbc-topic, 1 seed, 48 steps per run, every "
+                    "prompt method and ablation; all notebooks within 30 minutes on a 2-core CPU.",
         note="Quick budget (one seed, 48 steps at batch 8, minutes on a CPU): enough for prompt tuning to learn "
              "bbc-topic's five labels; one seed gives no spread, so differences between methods of a few points "
              "are not conclusions (profile cpu has three seeds).",
@@ -165,10 +165,11 @@ PROFILES: dict[str, Profile] = {
         seeds=(0,),
         budget=dict(QUICK_BUDGET),
         attempt_sources=("bbc-same-topic",),
-        m_values=(16, 64, 128),
+        m_values=(16, 128),
         prompt_lengths=(1, 10),
         inits=("uniform", "vocab", "labels"),
         dropout_methods=("simple", "superpos"),
+        full_finetuning=False,  # its slowest run (every weight trains, dropout on): the one the 30 minutes lack
         cell_timeout_s=1800,
         hardware="a 2-core CPU",
         expected_minutes=30,

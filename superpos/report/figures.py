@@ -61,6 +61,22 @@ def _percent_axis(ax) -> None:
     ax.grid(alpha=0.3)
 
 
+def _label_panel(ax, row: int, column: int, top, *, xlabel: str, ylabel: str) -> None:
+    """A panel of a strict / lenient / invalid grid: percent axis, x shared down the column with its labels
+    on the bottom row only, y labels in the first column only."""
+    _percent_axis(ax)
+    if row:
+        ax.sharex(top)
+    if row < len(QUANTITIES) - 1:
+        ax.tick_params(labelbottom=False)
+    else:
+        ax.set_xlabel(xlabel, fontsize=8)
+    if column == 0:
+        ax.set_ylabel(ylabel, fontsize=8)
+    else:
+        ax.tick_params(labelleft=False)
+
+
 def _columns(frame: pd.DataFrame, quantity: tuple) -> tuple[str, str | None, float]:
     """(value column, std column, factor to percent) of a quantity row; a frame without the strict/lenient
     split (older callers) draws its ``score`` in both score rows."""
@@ -151,18 +167,9 @@ def plot_curves(curves: pd.DataFrame, *, hue: str = "variant", x: str = "step", 
                     std = stats["std"].fillna(0)
                     ax.fill_between(stats.index, stats["mean"] - std, stats["mean"] + std, color=style["color"],
                                     alpha=0.12, linewidth=0)
-            _percent_axis(ax)
+            _label_panel(ax, row, column, column_axes[0], xlabel=STEP_LABEL if x == "step" else "epoch",
+                         ylabel=quantity[3])
             ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))
-            if row:
-                ax.sharex(column_axes[0])
-            if row < 2:
-                ax.tick_params(labelbottom=False)
-            else:
-                ax.set_xlabel(STEP_LABEL if x == "step" else "epoch", fontsize=8)
-            if column == 0:
-                ax.set_ylabel(quantity[3], fontsize=8)
-            else:
-                ax.tick_params(labelleft=False)
         column_axes[0].set_title(_panel_title(backbone, task, several_backbones), fontsize=10)
     _legend(fig, styles, marker="o", markersize=3)
     return _done(fig)
@@ -272,17 +279,8 @@ def plot_factor(scores: pd.DataFrame, factor: str, *, xlabel: str, log2: bool = 
                            yerr=rows[std].fillna(0) * scale if std else None, capsize=2,
                            error_kw={"linewidth": 0.8}, label=_factor_name(factor, level))
                 ax.set_xticks(positions, [task_label(t) for t in tasks], fontsize=8)
-            _percent_axis(ax)
-            if row:
-                ax.sharex(axes[0, column])
-            if row < 2:
-                ax.tick_params(labelbottom=False)
-            else:
-                ax.set_xlabel(xlabel if kind == "line" else "task", fontsize=8)
-            if column == 0:
-                ax.set_ylabel(quantity[3], fontsize=8)
-            else:
-                ax.tick_params(labelleft=False)
+            _label_panel(ax, row, column, axes[0, column], xlabel=xlabel if kind == "line" else "task",
+                         ylabel=quantity[3])
         if len(backbones) > 1:
             axes[0, column].set_title(backbone, fontsize=10)
     handles, labels = axes[0, 0].get_legend_handles_labels()
