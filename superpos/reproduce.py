@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -153,6 +154,9 @@ def reproduce(profile: str = "quick", notebooks: list[str] | None = None, *, out
               "run `make reproduce PROFILE=paper OFFLINE=0` on a machine with network", file=sys.stderr)
     failures, started, line, fresh = [], time.perf_counter(), None, []
     environment = dict(KERNEL_ENVIRONMENT)
+    if names == list(NOTEBOOKS):  # a full render rewrites every table and figure: none may outlive its notebook
+        for kind in ("tables", "figures"):
+            shutil.rmtree(results_dir() / profile / kind, ignore_errors=True)
     if from_reference:
         missing = missing_from_reference(profile, names)
         if missing:

@@ -57,16 +57,20 @@ def record_row(record: dict) -> dict:
 def load_records(where: str | Path | ResultsStore, grid=None, *, only_done: bool = False) -> pd.DataFrame:
     """The records in ``where`` (a profile name, a folder or a store) as one row each.
 
-    With ``grid`` (a ``GridSpec`` or dict), only that grid's runs; a grid run without a record is
-    simply absent (run the grid first).
+    With ``grid`` (a ``GridSpec`` or dict, or a list of run configs such as
+    ``superpos.profiles.profile_configs(profile)``), only those runs; a run without a record is simply absent
+    (run it first).
     """
     store = open_store(where)
     records = list(store.records())
     if grid is not None:
         from .grid import GridSpec, expand
 
-        spec = grid if isinstance(grid, GridSpec) else GridSpec.from_dict(grid)
-        wanted = {config.run_hash() for config in expand(spec)}
+        if isinstance(grid, (list, tuple)):
+            wanted = {config.run_hash() for config in grid}
+        else:
+            spec = grid if isinstance(grid, GridSpec) else GridSpec.from_dict(grid)
+            wanted = {config.run_hash() for config in expand(spec)}
         records = [record for record in records if record["hash"] in wanted]
     if only_done:
         records = [record for record in records if record["status"] == "done"]
