@@ -19,7 +19,7 @@ import matplotlib
 import matplotlib.pyplot as plt  # noqa: E402  (after matplotlib: the kernel's backend is already chosen)
 import numpy as np
 import pandas as pd
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
 from .tables import dropout_mark, method_label, select, task_label, task_order, variant_key
 
@@ -59,6 +59,7 @@ def _percent_axis(ax) -> None:
     ax.set_ylim(-4, 104)
     ax.set_yticks([0, 25, 50, 75, 100])
     ax.grid(alpha=0.3)
+    ax.set_axisbelow(True)  # grid behind bars
 
 
 def _label_panel(ax, row: int, column: int, top, *, xlabel: str, ylabel: str) -> None:
@@ -205,6 +206,10 @@ def plot_losses(losses: pd.DataFrame, *, hue: str = "variant", tasks=None, colum
             ax.plot(mean.index, mean.to_numpy(), color=style["color"], linestyle=style["linestyle"], linewidth=1.3)
         if log and (losses["loss"] > 0).all():
             ax.set_yscale("log")
+            # plain numbers (2, 0.5), not 2×10⁰; minor ticks labelled only when the axis spans < ~1 decade
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            narrow = losses["loss"].max() / losses["loss"].min() < 12
+            ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}") if narrow else NullFormatter())
         ax.set_title(_panel_title(backbone, task, several_backbones), fontsize=10)
         ax.set_xlabel(STEP_LABEL, fontsize=8)
         if i % columns == 0:
