@@ -110,6 +110,26 @@ def _command_reproduce(args) -> int:
                      accept=args.accept)
 
 
+def _command_glance(args) -> int:
+    from .engine import ResultsStore, load_records
+    from .paths import reference_dir
+    from .profiles import profile_configs
+    from .report import caption, glance, publish_table
+
+    store = ResultsStore(reference_dir(args.profile) if args.reference else None, profile=args.profile)
+    configs = profile_configs(args.profile)
+    runs = load_records(store, configs, only_done=True)
+    if runs.empty:
+        raise ValueError(f"glance: no finished run of profile {args.profile} in {store.root}")
+    table = glance(runs)
+    publish_table(table, "glance", args.profile, title="The paper's claims, judged on these runs",
+                  caption=caption(args.profile, runs, f"{len(runs)} of the profile's {len(configs)} runs; mean ± std "
+                                                      "over seeds of the strict score (%), difference in points "
+                                                      "(positive: the paper's way)"))
+    print(table.to_string(index=False))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m superpos", description="Soft prompt tuning, reproducibly.",
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_listing())
@@ -138,6 +158,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="Train nothing: render the notebooks from results/<profile>/reference (make report).")
     mode.add_argument("--accept", action="store_true",
                       help="After training, make the fresh runs the profile's reference (make reference).")
+    glance_parser = commands.add_parser(
+        "glance", help="Judge the paper's claims on the finished runs of a profile (also part of notebook 05).")
+    glance_parser.add_argument("--profile", default="quick", help="quick (default), cpu, offline, paper or smoke.")
+    glance_parser.add_argument("--reference", action="store_true",
+                               help="Read results/<profile>/reference instead of the working store.")
     return parser
 
 
@@ -147,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "list":
             print(_listing())
             return 0
-        return {"run": _command_run, "grid": _command_grid, "reproduce": _command_reproduce}[args.command](args)
+        return {"run": _command_run, "grid": _command_grid, "reproduce": _command_reproduce,
+                "glance": _command_glance}[args.command](args)
     except (ValueError, ImportError, FileNotFoundError) as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         print(f"superpos: error: {message}", file=sys.stderr)

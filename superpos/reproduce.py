@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -155,8 +154,7 @@ def reproduce(profile: str = "quick", notebooks: list[str] | None = None, *, out
     failures, started, line, fresh = [], time.perf_counter(), None, []
     environment = dict(KERNEL_ENVIRONMENT)
     if names == list(NOTEBOOKS):  # a full render rewrites every table and figure: none may outlive its notebook
-        for kind in ("tables", "figures"):
-            shutil.rmtree(results_dir() / profile / kind, ignore_errors=True)
+        clear_outputs(profile, keep_reproduction=from_reference)
     if from_reference:
         missing = missing_from_reference(profile, names)
         if missing:
@@ -214,6 +212,15 @@ def reproduce(profile: str = "quick", notebooks: list[str] | None = None, *, out
 
 def _cell(value) -> str:
     return "–" if value is None or value != value else str(value)
+
+
+def clear_outputs(profile: str, *, keep_reproduction: bool) -> None:
+    """Remove the profile's tables and figures before a full render; ``keep_reproduction`` keeps the last
+    comparison with the reference, which only a reproduction (not a report) writes."""
+    for kind in ("tables", "figures"):
+        for path in (results_dir() / profile / kind).glob("*"):
+            if not (keep_reproduction and path.name.startswith(f"reproduction_{profile}.")):
+                path.unlink()
 
 
 def missing_from_reference(profile: str, names: list[str]) -> int:

@@ -149,3 +149,27 @@ def test_reproduce_accept_retrain_compare_and_report(tmp_path, monkeypatch, caps
     assert not (root / "records").exists() or not any((root / "records").iterdir()), "the report trained"
     with pytest.raises(ValueError, match="not in"):
         reproduce("smoke", ["01"], progress=False, from_reference=True)
+
+    from superpos.__main__ import main
+
+    capsys.readouterr()
+    assert main(["glance", "--profile", "smoke", "--reference"]) == 0  # the claims, on a partial grid
+    assert "SuperPos vs SuperPos (softmax)" in capsys.readouterr().out
+    assert "SuperPos vs SuperPos (softmax)" in (root / "tables" / "glance_smoke.md").read_text()
+
+
+def test_a_full_render_clears_stale_outputs_but_a_report_keeps_the_comparison(tmp_path, monkeypatch):
+    from superpos.reproduce import clear_outputs
+
+    monkeypatch.setenv("SUPERPOS_RESULTS", str(tmp_path))
+    tables, figures = tmp_path / "quick" / "tables", tmp_path / "quick" / "figures"
+    for folder, names in ((tables, ("old_quick.md", "reproduction_quick.md", "reproduction_quick.csv")),
+                          (figures, ("old_quick.png",))):
+        folder.mkdir(parents=True)
+        for name in names:
+            (folder / name).write_text("x")
+    clear_outputs("quick", keep_reproduction=True)
+    assert sorted(p.name for p in tables.iterdir()) == ["reproduction_quick.csv", "reproduction_quick.md"]
+    assert not any(figures.iterdir())
+    clear_outputs("quick", keep_reproduction=False)
+    assert not any(tables.iterdir())

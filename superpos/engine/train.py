@@ -184,8 +184,8 @@ class Trainer:
         self.total_steps = min(config.epochs * steps_per_epoch, config.max_steps or 10**12)
         self.log_every = max(1, self.total_steps // LOSS_POINTS)
         uses_autocast = self.precision != "fp32" and (config.method == "full" or self.device.type == "cuda")
-        self.autocast = (torch.autocast(self.device.type, dtype={"bf16": torch.bfloat16, "fp16": torch.float16}[self.precision])
-                         if uses_autocast else nullcontext())
+        low = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
+        self.autocast = torch.autocast(self.device.type, dtype=low) if uses_autocast else nullcontext()
 
         # Mutable state: everything in here goes into a checkpoint.
         self.step = 0
@@ -368,7 +368,8 @@ class Trainer:
             "peak_memory_mb": round(peak_memory_mb(self.device), 1),
             "precision": {"dtype": self.precision, "reason": self.precision_reason,
                           "backbone_dtype": str(self.backbone.dtype).replace("torch.", "")},
-            "provenance": {**git_state(), "code_version": CODE_VERSION, "versions": versions(), "device": device_name(self.device),
+            "provenance": {**git_state(), "code_version": CODE_VERSION, "versions": versions(),
+                           "device": device_name(self.device),
                            "seed": self.config.seed, "started": self.started.isoformat(timespec="seconds"),
                            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")},
         }
