@@ -109,7 +109,10 @@ def test_every_notebook_runs_with_the_smoke_profile(tmp_path, monkeypatch, capsy
     assert "table1_methods_smoke.md" in tables and "table2_stability_smoke.csv" in tables
     assert "fig2d_weight_similarity_smoke.svg" in figures and "fig2c_m_ablation_smoke.png" in figures
     assert all(name.rsplit(".", 1)[0].endswith("_smoke") for name in tables + figures)
-    assert "grid: " in printed  # the grid summaries reach the terminal
+    # training happens before rendering, with its own lines on the terminal: what trains, and the comparison
+    runs = profiles.get_profile("smoke").runs()
+    assert f"train: {runs} runs, 0 already in" in printed
+    assert f"reproduced 0/{runs} runs: 0 identical, 0 within tolerance, 0 different ({runs} no reference)" in printed
 
 
 # ----------------------------------------------------------------------------- the committed quick outputs
