@@ -278,9 +278,9 @@ def profile_configs(profile: str | Profile, notebooks: Sequence[str] | None = No
             seen.setdefault(config.run_hash(), config)
     sources = {source for config in seen.values() for source in config.sources}
     rank = {task: index for index, task in enumerate(p.tasks)}
-    order = {run_hash: position for position, run_hash in enumerate(seen)}
-    return sorted(seen.values(), key=lambda c: (c.run_hash() not in sources, rank.get(c.task, -1),
-                                                order[c.run_hash()]))
+    ordered = sorted(enumerate(seen.items()), key=lambda item: (item[1][0] not in sources,
+                                                                rank.get(item[1][1].task, -1), item[0]))
+    return [config for _, (_, config) in ordered]
 
 
 def _train_size(task: str) -> int:

@@ -87,8 +87,9 @@ def train_profile(profile: str, names: list[str], *, progress: bool = True):
 
 def compare_with_reference(profile: str, records: list[dict]) -> str:
     """Step 2: compare fresh ``records`` with the reference; write the table; return the summary line."""
-    from .engine import ResultsStore, load_records
+    from .engine import ResultsStore
     from .engine.compare import TOLERANCE, compare_runs, rounded, summary_line
+    from .engine.frame import records_frame
     from .report import caption, publish_table
 
     reference = ResultsStore(reference_dir(profile))
@@ -106,8 +107,7 @@ def compare_with_reference(profile: str, records: list[dict]) -> str:
                                                  zip(numbers[key], numbers[f"reference_{key}"])]
     shown["detail"] = numbers["detail"]
     tolerance = ", ".join(f"{k} ±{v:g}{' (relative)' if k == 'final_loss' else ' points'}" for k, v in TOLERANCE.items())
-    frame = load_records(ResultsStore(profile=profile), only_done=False)
-    frame = frame[frame["hash"].isin(comparison["hash"])] if len(frame) else frame
+    frame = records_frame(records)
     publish_table(shown, "reproduction", profile, data=numbers, title=f"Reproduction of the {profile} reference: {line}",
                   caption=caption(profile, frame, f"Fresh runs against {_shown(reference.root)}; tolerance: {tolerance}"))
     return line
@@ -121,15 +121,19 @@ def accept_as_reference(profile: str, records: list[dict], *, readouts: bool = F
 
     source, target = ResultsStore(profile=profile), ResultsStore(reference_dir(profile))
     keep = {record["hash"] for record in records}
+
+    def run_hash(path: Path) -> str:  # records/<hash>.json, prompts/<hash>.safetensors, readouts/<hash>-k5.json
+        return path.name.split(".")[0].split("-")[0]
+
     for folder, pattern in (("records", "*.json"), ("prompts", "*.safetensors"), ("readouts", "*.json")):
         if folder == "readouts" and not readouts:
             continue
         (target.root / folder).mkdir(parents=True, exist_ok=True)
         for path in (target.root / folder).glob(pattern):
-            if path.name.split(".")[0].split("-")[0] not in keep:
+            if run_hash(path) not in keep:
                 path.unlink()
         for path in (source.root / folder).glob(pattern):
-            if path.name.split(".")[0].split("-")[0] in keep:
+            if run_hash(path) in keep:
                 atomic_write_bytes(target.root / folder / path.name, path.read_bytes())
 
 
@@ -252,7 +256,7 @@ def normalize_executed(path: Path) -> None:
         meta.pop(key, None)
     for key in ("input_path", "output_path"):
         if meta.get(key):
-            meta[key] = _shown(Path(meta[key]).resolve() if not Path(meta[key]).is_absolute() else Path(meta[key]))
+            meta[key] = _shown(Path(meta[key]).resolve())
     for cell in notebook.cells:
         cell.metadata.pop("execution", None)
         for key in _VOLATILE:

@@ -74,6 +74,11 @@ def load_records(where: str | Path | ResultsStore, grid=None, *, only_done: bool
         records = [record for record in records if record["hash"] in wanted]
     if only_done:
         records = [record for record in records if record["status"] == "done"]
+    return records_frame(records)
+
+
+def records_frame(records: list[dict]) -> pd.DataFrame:
+    """Records already in memory as ``load_records`` returns them: one row each, in a stable order."""
     frame = pd.DataFrame([record_row(record) for record in records])
     if not frame.empty:
         frame = frame.sort_values(["backbone", "task", "method", "dropout", "seed", "hash"], kind="stable")

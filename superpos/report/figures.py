@@ -125,6 +125,13 @@ def _panels(frame: pd.DataFrame) -> list[tuple[str, str]]:
     return [(b, t) for b in dict.fromkeys(frame["backbone"]) for t in task_order(frame[frame["backbone"] == b]["task"])]
 
 
+def _layout(frame: pd.DataFrame, hue: str, columns: int) -> tuple[list, dict, int, int]:
+    """(panels, series styles, columns, rows of panels) for a figure with one panel per backbone x task."""
+    panels = _panels(frame)
+    columns = max(1, min(columns, len(panels)))
+    return panels, _styles(_series(frame), hue), columns, math.ceil(len(panels) / columns)
+
+
 def _panel_title(backbone: str, task: str, several_backbones: bool) -> str:
     return task_label(task) + (f" — {backbone}" if several_backbones else "")
 
@@ -139,10 +146,7 @@ def plot_curves(curves: pd.DataFrame, *, hue: str = "variant", x: str = "step", 
         curves = curves[curves["task"].isin(list(tasks))]
     if curves.empty:
         return _empty("no evaluation points (no finished runs)")
-    panels = _panels(curves)
-    styles = _styles(_series(curves), hue)
-    columns = max(1, min(columns, len(panels)))
-    blocks = math.ceil(len(panels) / columns)
+    panels, styles, columns, blocks = _layout(curves, hue, columns)
     fig, axes = _figure(3 * blocks, columns, width=3.4, height=1.75)
     several_backbones = curves["backbone"].nunique() > 1
     for index in range(blocks * columns):
@@ -185,10 +189,7 @@ def plot_losses(losses: pd.DataFrame, *, hue: str = "variant", tasks=None, colum
     losses = losses.assign(loss=pd.to_numeric(losses["loss"], errors="coerce")).dropna(subset=["loss"])
     if losses.empty:
         return _empty("no training losses (no finished runs)")
-    panels = _panels(losses)
-    styles = _styles(_series(losses), hue)
-    columns = max(1, min(columns, len(panels)))
-    rows = math.ceil(len(panels) / columns)
+    panels, styles, columns, rows = _layout(losses, hue, columns)
     fig, axes = _figure(rows, columns, width=3.4, height=2.5)
     flat = list(axes.flat)
     several_backbones = losses["backbone"].nunique() > 1
