@@ -72,8 +72,12 @@ def test_pearson_spearman_by_hand():
 # ----------------------------------------------------------------------------- STS-B text
 
 
-@pytest.mark.parametrize("value,text", [(3.3, "3.4"), (3.29, "3.2"), (3.1, "3.2"), (3.09, "3.0"), (4.95, "5.0"),
-                                        (5.0, "5.0"), (0.09, "0.0"), (0.1, "0.2"), (2, "2.0"), (1.48, "1.4")])
+# Ties (x * 5 ending in .5) go to the even multiple, as T5's tf.round(x * 5) / 5: 0.1 -> 0.0, 0.5 -> 0.4,
+# 3.3 -> 3.2, but 0.3 -> 0.4 and 3.1 -> 3.2 (1.5 -> 2, 15.5 -> 16).
+@pytest.mark.parametrize("value,text", [(3.3, "3.2"), (3.31, "3.4"), (3.29, "3.2"), (3.1, "3.2"), (3.09, "3.0"),
+                                        (4.95, "5.0"), (4.9, "4.8"), (5.0, "5.0"), (0.09, "0.0"), (0.1, "0.0"),
+                                        (0.3, "0.4"), (0.5, "0.4"), (0.7, "0.8"), (2.5, "2.4"), (2, "2.0"),
+                                        (1.48, "1.4")])
 def test_stsb_rounding_to_point_two(value, text):
     assert score_to_text(value) == text
     assert round_score(value) == float(text)
@@ -92,7 +96,7 @@ def test_stsb_task_targets_and_score():
     from superpos.tasks import Example
 
     examples = [Example("x", task.target_text(g), g, None, str(i)) for i, g in enumerate([0.0, 1.3, 2.9, 4.4, 5.0])]
-    assert [ex.target_text for ex in examples] == ["0.0", "1.4", "3.0", "4.4", "5.0"]
+    assert [ex.target_text for ex in examples] == ["0.0", "1.2", "3.0", "4.4", "5.0"]  # 1.3 * 5 = 6.5 -> 6
     assert len(task.all_targets) == 26 and task.all_targets[0] == "0.0" and task.all_targets[-1] == "5.0"
     score = task.score([ex.target_text for ex in examples], examples)
     assert not score.dagger and score.score > 99.0
@@ -134,6 +138,17 @@ def test_lenient_invalid_on_negative_is_a_false_positive():
     score = task.score(["duplicate", "???"], examples)
     # the invalid on gold 0 becomes 1: TP=1 FP=1 -> P=.5 R=1 F1=2/3, acc .5
     assert score.lenient == {"f1": approx(200 / 3), "accuracy": approx(50.0)}
+
+
+def test_macro_f1_leaves_out_classes_absent_from_gold_and_predictions():
+    # a 3-class task scored on a subset without class 2: classes 0 (TP=2, FN=0, FP=1 -> F1 = 4/5) and
+    # 1 (TP=1, FN=1, FP=0 -> 2/3) are averaged; class 2 is not a 0 in the mean
+    gold, pred = [0, 0, 1, 1], [0, 0, 0, 1]
+    assert compute_metrics(("macro_f1",), gold, pred, labels=[0, 1, 2])["macro_f1"] == approx(100 * (4 / 5 + 2 / 3) / 2)
+    # a class that only the predictions use counts (F1 = 0 for it), as scikit-learn's default label set does
+    assert compute_metrics(("macro_f1",), [0, 0], [0, 2], labels=[0, 1, 2])["macro_f1"] == approx(100 * (2 / 3 + 0) / 2)
+    # the lenient stand-in for an invalid label (-1) is a wrong answer, not a class of its own
+    assert compute_metrics(("macro_f1",), [0, 1], [0, -1], labels=[0, 1, 2])["macro_f1"] == approx(100 * (1 + 0) / 2)
 
 
 def test_lenient_multiclass_invalid_is_its_own_wrong_class():

@@ -154,10 +154,10 @@ def test_task_from_hub_schema_csv(tmp_path, name):
 
 # ----------------------------------------------------------------------------- official release files
 
-def write_tsv(path: Path, header: list[str] | None, lines: list[list]) -> None:
+def write_tsv(path: Path, header: list[str] | None, lines: list[list], *, bom: bool = False) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     text = ("\t".join(header) + "\n" if header else "") + "".join("\t".join(map(str, l)) + "\n" for l in lines)
-    path.write_text(text)
+    path.write_text(("\ufeff" if bom else "") + text, encoding="utf-8")
 
 
 def glue_release(root: Path, name: str, rows: list[dict], split: str) -> None:
@@ -169,9 +169,9 @@ def glue_release(root: Path, name: str, rows: list[dict], split: str) -> None:
         write_tsv(d / file, ["sentence", "label"], [[r["sentence"], r["label"]] for r in rows])
     elif name == "cola":  # no header
         write_tsv(d / file, None, [["gj04", r["label"], "*" if not r["label"] else "", r["sentence"]] for r in rows])
-    elif name == "mrpc":
+    elif name == "mrpc":  # the release's MRPC files begin with a UTF-8 byte-order mark
         write_tsv(d / file, ["Quality", "#1 ID", "#2 ID", "#1 String", "#2 String"],
-                  [[r["label"], 100 + i, 200 + i, r["sentence1"], r["sentence2"]] for i, r in enumerate(rows)])
+                  [[r["label"], 100 + i, 200 + i, r["sentence1"], r["sentence2"]] for i, r in enumerate(rows)], bom=True)
     elif name == "qqp":
         write_tsv(d / file, ["id", "qid1", "qid2", "question1", "question2", "is_duplicate"],
                   [[i, 2 * i, 2 * i + 1, r["question1"], r["question2"], r["label"]] for i, r in enumerate(rows)])
@@ -249,6 +249,29 @@ def test_tsv_quotes_are_literal(tmp_path):
     ex = get_task("sst2", data_dir=tmp_path).examples("train")
     assert [e.input_text for e in ex] == ['sst2 sentence: he said " hello', "sst2 sentence: it 's fine",
                                           'sst2 sentence: "quoted" words']
+
+
+def test_release_file_with_byte_order_mark_keeps_every_label(tmp_path):
+    rows = rows_for("mrpc", 6)
+    glue_release(tmp_path, "mrpc", rows, "train")
+    assert (tmp_path / "MRPC" / "train.tsv").read_bytes().startswith(b"\xef\xbb\xbf")
+    examples = get_task("mrpc", data_dir=tmp_path).examples("train")
+    assert [e.label for e in examples] == [r["label"] for r in rows] and len(examples) == 6
+
+
+def test_tsv_lines_with_another_field_count_are_dropped_and_counted(tmp_path, capsys):
+    write_tsv(tmp_path / "SST-2" / "train.tsv", ["sentence", "label"],
+              [["fine", 1], ["a stray\ttab", 0], ["cut"], ["good", 0]])
+    examples = get_task("sst2", data_dir=tmp_path).examples("train")
+    assert [e.input_text for e in examples] == ["sst2 sentence: fine", "sst2 sentence: good"]
+    err = capsys.readouterr().err
+    assert "dropped 2 of 4 lines" in err and "line 3, 4" in err and len(err.strip().splitlines()) == 1
+
+
+def test_tsv_without_the_label_column_is_one_line(tmp_path):
+    write_tsv(tmp_path / "MRPC" / "train.tsv", ["Qual", "#1 ID", "#2 ID", "#1 String", "#2 String"], [[1, 1, 2, "a", "b"]])
+    with pytest.raises(TaskError, match="no column 'Quality'"):
+        get_task("mrpc", data_dir=tmp_path).examples("train")
 
 
 def test_data_dir_from_environment_and_aliases(tmp_path, monkeypatch):

@@ -34,6 +34,9 @@ SPLIT_FILES = {
     "validation": ("validation", "validation_matched", "dev", "dev_matched", "val"),
 }
 EXTENSIONS = (".jsonl", ".json", ".parquet", ".csv", ".tsv")
+#: Release files are read with "utf-8-sig": MRPC's train.tsv / dev.tsv begin with a byte-order mark, which read
+#: as plain utf-8 becomes part of the first column's name ("\ufeffQuality") and hides the label column.
+TEXT_ENCODING = "utf-8-sig"
 BENCHMARK_DIRS = {"glue": ("glue",), "super_glue": ("super_glue", "superglue", "super-glue")}
 
 
@@ -143,10 +146,10 @@ class BenchmarkTask(Task):
 
             rows = pq.read_table(path).to_pylist()
         elif ext == ".csv":
-            with path.open(newline="", encoding="utf-8") as fh:
+            with path.open(newline="", encoding=TEXT_ENCODING) as fh:
                 rows = list(csv.DictReader(fh))
         else:  # .jsonl / .json (JSON lines, or one JSON array)
-            text = path.read_text(encoding="utf-8")
+            text = path.read_text(encoding=TEXT_ENCODING)
             stripped = text.lstrip()
             rows = json.loads(text) if stripped.startswith("[") else [json.loads(l) for l in text.splitlines() if l.strip()]
         if self.official_rows is not None and rows and self._is_official(rows[0]):
@@ -160,22 +163,32 @@ class BenchmarkTask(Task):
         if not self.tsv:
             raise TaskError(f"{self.name}: {path} is a TSV file but {self.display_name} is not released as TSV")
         csv.field_size_limit(sys.maxsize)
-        with path.open(newline="", encoding="utf-8") as fh:
+        with path.open(newline="", encoding=TEXT_ENCODING) as fh:
             reader = csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
             lines = list(reader)
         columns = self.tsv.get("columns")
+        first = 0
         if columns is None:
-            columns, lines = lines[0], lines[1:]
+            columns, lines, first = lines[0], lines[1:], 1
         rename, label_col = self.tsv["rename"], self.tsv["label"]
-        rows = []
+        missing = [col for col in (*rename, label_col) if col not in columns]
+        if missing:
+            raise TaskError(f"{self.name}: {path} has no column {', '.join(map(repr, missing))}; its header is "
+                            f"{columns}")
+        rows, malformed = [], []
         for i, line in enumerate(lines):
-            if len(line) < len(columns):  # a malformed line (a few exist in the release files)
+            if len(line) != len(columns):  # a stray tab or a cut line (a few exist in the release files)
+                malformed.append(i + first + 1)
                 continue
             raw = dict(zip(columns, line))
             row = {field: raw[col] for col, field in rename.items()}
             row["label"] = raw.get(label_col, -1)
             row["idx"] = i
             rows.append(row)
+        if malformed:
+            shown = ", ".join(map(str, malformed[:5])) + (", ..." if len(malformed) > 5 else "")
+            print(f"superpos: {self.name}: dropped {len(malformed)} of {len(lines)} lines of {path} whose field "
+                  f"count is not the header's {len(columns)} (line {shown})", file=sys.stderr)
         return rows
 
     # ------------------------------------------------------------------ hub

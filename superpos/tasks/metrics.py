@@ -5,7 +5,10 @@ Formulas (``y`` gold, ``ŷ`` prediction, ``n`` examples; all values ×100):
 - ``accuracy``  = (1/n) Σ [ŷ_i = y_i]
 - ``f1``        = 2·P·R / (P + R) for the positive class 1 (``duplicate``, ``equivalent``), with
   P = TP/(TP+FP), R = TP/(TP+FN) (scikit-learn ``f1_score``; 0 when undefined)
-- ``macro_f1``  = mean over the task's classes of the per-class F1 (CB, ``average="macro"``)
+- ``macro_f1``  = mean of the per-class F1 over the task's classes present in the gold labels or the (valid)
+  predictions (CB, ``average="macro"``); a class absent from both is left out, not counted as 0, as in the
+  reference GLUE/SuperGLUE metric scripts (scikit-learn's default label set). This matters for held-out halves
+  and ``eval_limit`` subsets that miss a class
 - ``mcc``       = (TP·TN − FP·FN) / sqrt((TP+FP)(TP+FN)(TN+FP)(TN+FN)) (Matthews; CoLA)
 - ``pearson``   = cov(ŷ, y) / (σ_ŷ σ_y);  ``spearman`` = Pearson of the ranks (STS-B; 0 when a side is constant)
 - ``f1a``       = binary F1 over all MultiRC answer options pooled
@@ -57,9 +60,16 @@ def normalize(text: str) -> str:
 
 
 def round_score(value: float, step: float = REGRESSION_STEP) -> float:
-    """Round an STS-B score to the nearest multiple of ``step`` (0.2; halves up), clipped to [0, 5]."""
+    """Round an STS-B score to the nearest multiple of ``step`` (0.2), clipped to [0, 5]; a tie goes to the even
+    multiple, as T5's preprocessing does (``tf.round(x * 5) / 5`` rounds half to even: 0.5 -> 0.4, 0.7 -> 0.8)."""
     lo, hi = REGRESSION_RANGE
-    k = math.floor(float(value) / step + 0.5 + 1e-9)
+    scaled = float(value) / step
+    k = math.floor(scaled)
+    fraction = scaled - k
+    if abs(fraction - 0.5) < 1e-6:  # a tie up to float error (3.3 / 0.2 = 16.499999999999996)
+        k += k % 2
+    elif fraction > 0.5:
+        k += 1
     return min(hi, max(lo, round(k * step, 1)))
 
 
@@ -97,9 +107,13 @@ def f1(gold: Sequence[int], pred: Sequence[int]) -> float:
 
 
 def macro_f1(gold: Sequence[int], pred: Sequence[int], labels: Sequence[int]) -> float:
+    """Macro-F1 over the classes of ``labels`` that occur in ``gold`` or ``pred``. Predictions outside
+    ``labels`` (the lenient rule's stand-in for an invalid label) are wrong answers, never a class of their own."""
     from sklearn.metrics import f1_score
 
-    return _pct(f1_score(list(gold), list(pred), labels=list(labels), average="macro", zero_division=0))
+    present = set(gold) | set(pred)
+    classes = [label for label in labels if label in present]
+    return _pct(f1_score(list(gold), list(pred), labels=classes, average="macro", zero_division=0))
 
 
 def mcc(gold: Sequence[int], pred: Sequence[int]) -> float:
