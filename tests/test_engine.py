@@ -230,3 +230,27 @@ def test_short_real_run_on_the_embedded_default(tmp_path):
     assert record["trainable_params"] > 0 and record["timing"]["tokens_per_s"] > 0
     assert (tmp_path / "store" / record["prompt_path"]).exists()
     assert len(record["analysis"]["weights"]) == 10
+
+
+def test_each_score_is_reported_at_its_own_best_point(sst2_dir, tmp_path, monkeypatch):
+    """A † run's lenient score comes from its best lenient point, not from the strict-best point."""
+    import superpos.engine.train as train_module
+    from superpos.engine.frame import best_lenient_point, record_row
+    from superpos.tasks.metrics import Score
+
+    scripted = iter([(0.0, 70.0, True), (60.0, 60.0, False), (55.0, 65.0, False)])  # (strict, lenient, †) per eval
+
+    def fake_evaluate(*args, **kwargs):
+        strict, lenient, dagger = next(scripted)
+        return Score(metrics={"accuracy": strict}, lenient={"accuracy": lenient}, score=strict,
+                     lenient_score=lenient, invalid_rate=0.1 if dagger else 0.0, dagger=dagger, n=32), []
+
+    monkeypatch.setattr(train_module, "evaluate", fake_evaluate)
+    record = run(tiny_config(max_steps=12, eval_every=4), ResultsStore(tmp_path / "store"), progress=False)
+    assert record["best"]["step"] == 8 and record["best"]["test"]["score"] == 60.0
+    assert record["best_lenient"]["step"] == 4 and record["best_lenient"]["test"]["lenient_score"] == 70.0
+    row = record_row(record)
+    assert (row["test_score"], row["test_lenient_score"], row["best_step"], row["best_lenient_step"]) == (60.0, 70.0, 8, 4)
+    # a record written before best_lenient existed gets the same point back from its validation history
+    older = {key: value for key, value in record.items() if key != "best_lenient"}
+    assert best_lenient_point(older)["step"] == 4 and record_row(older)["test_lenient_score"] == 70.0

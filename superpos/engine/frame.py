@@ -21,8 +21,27 @@ def open_store(where: str | Path | ResultsStore) -> ResultsStore:
     return ResultsStore(profile=str(where))
 
 
+def best_lenient_point(record: dict) -> dict:
+    """The record's best lenient point (``{"step", "epoch", "dev", "test"}``), or ``{}``.
+
+    Records since ``best_lenient`` was added carry it. For older ones it is rebuilt from the validation history
+    when validation is the reported split (protocol ``paper``): the first point with the highest lenient score,
+    as the trainer selects it. A ``heldout`` record without it falls back to its strict-best point.
+    """
+    if record.get("best_lenient"):
+        return record["best_lenient"]
+    best = record.get("best") or {}
+    history = [p for p in record.get("history") or [] if p.get("lenient_score") is not None]
+    if (record.get("config") or {}).get("protocol", "paper") != "paper" or not history:
+        return best
+    point = max(history, key=lambda p: p["lenient_score"])  # max keeps the first of equal scores
+    return {"step": point["step"], "epoch": point.get("epoch"), "dev": point, "test": point}
+
+
 def record_row(record: dict) -> dict:
-    """One flat row: config fields, best scores (strict and lenient), costs; curves kept as objects."""
+    """One flat row: config fields, best scores, costs; curves kept as objects. Each score comes from its own best
+    point: strict metrics, invalid rate and † from the strict-best point (``best_step``), the lenient score from the
+    lenient-best point (``best_lenient_step``)."""
     config = record["config"]
     row = {"hash": record["hash"], "status": record["status"], "reason": record.get("reason")}
     row.update({key: value for key, value in config.items() if key != "method_config"})
@@ -30,10 +49,11 @@ def record_row(record: dict) -> dict:
     for key in METHOD_COLUMNS:
         row[key] = config.get("method_config", {}).get(key)
     best = record.get("best") or {}
+    best_lenient = best_lenient_point(record) if record.get("status") == "done" else best
     for split in ("dev", "test"):
         point = best.get(split) or {}
         row[f"{split}_score"] = point.get("score")
-        row[f"{split}_lenient_score"] = point.get("lenient_score")
+        row[f"{split}_lenient_score"] = (best_lenient.get(split) or {}).get("lenient_score")
         row[f"{split}_invalid_rate"] = point.get("invalid_rate")
         row[f"{split}_dagger"] = point.get("dagger")
         for name, value in (point.get("metrics") or {}).items():
@@ -41,6 +61,7 @@ def record_row(record: dict) -> dict:
     row["score"] = row["test_score"]  # the reported figure under the run's protocol
     row["best_step"] = best.get("step")
     row["best_epoch"] = best.get("epoch")
+    row["best_lenient_step"] = best_lenient.get("step")
     row["steps"] = record.get("steps")
     row["trainable_params"] = record.get("trainable_params")
     for key, value in (record.get("timing") or {}).items():

@@ -191,7 +191,8 @@ class Trainer:
         self.step = 0
         self.history: list[dict] = []
         self.loss_curve: list[list[float]] = []
-        self.best: dict | None = None
+        self.best: dict | None = None          # the best strict point: selects the checkpoint
+        self.best_lenient: dict | None = None  # the best lenient point, reported beside it
         self.train_seconds = 0.0
         self.eval_seconds = 0.0
         self.train_tokens = 0
@@ -243,8 +244,12 @@ class Trainer:
                                     batch_size=self.config.eval_batch_size, max_new_tokens=self.max_new_tokens,
                                     max_input_tokens=self.config.max_input_tokens)
         point = {"step": self.step, "epoch": round(epoch, 4), **score_dict(dev_score)}
+        # Each score is reported at its own best point: the strict score selects the checkpoint (the paper's rule),
+        # the lenient one is tracked beside it, so a † run's lenient score is not read at its first evaluation.
         improved = self.best is None or point["score"] > self.best["dev"]["score"]
-        if improved:
+        lenient_improved = self.best_lenient is None or \
+            point["lenient_score"] > self.best_lenient["dev"]["lenient_score"]
+        if improved or lenient_improved:
             test = point
             if self.test_examples is not self.dev_examples:
                 with self.autocast:
@@ -252,7 +257,11 @@ class Trainer:
                                              batch_size=self.config.eval_batch_size, max_new_tokens=self.max_new_tokens,
                                              max_input_tokens=self.config.max_input_tokens)
                 test = {"step": self.step, "epoch": point["epoch"], **score_dict(test_score)}
-            self.best = {"step": self.step, "epoch": point["epoch"], "dev": point, "test": test}
+            selected = {"step": self.step, "epoch": point["epoch"], "dev": point, "test": test}
+            if improved:
+                self.best = selected
+            if lenient_improved:
+                self.best_lenient = selected
         self.history.append(point)
         self.eval_seconds += time.perf_counter() - started
         return point
@@ -271,7 +280,7 @@ class Trainer:
         # The JSON goes last: a checkpoint counts only when its JSON names the step of its state.
         atomic_write_json(folder / "progress.json", {
             "step": self.step, "history": self.history, "loss_curve": self.loss_curve, "best": self.best,
-            "train_seconds": self.train_seconds, "eval_seconds": self.eval_seconds, "train_tokens": self.train_tokens,
+            "best_lenient": self.best_lenient, "train_seconds": self.train_seconds, "eval_seconds": self.eval_seconds, "train_tokens": self.train_tokens,
             "pending_loss": self.pending_loss, "config": self.config.to_dict()})
 
     def try_resume(self) -> bool:
@@ -291,6 +300,7 @@ class Trainer:
         for key in ("step", "history", "loss_curve", "best", "train_seconds", "eval_seconds", "train_tokens",
                     "pending_loss"):
             setattr(self, key, progress[key])
+        self.best_lenient = progress.get("best_lenient")
         return True
 
     # -- the loop
@@ -355,6 +365,7 @@ class Trainer:
             "history": self.history,
             "loss_curve": self.loss_curve,
             "best": self.best,
+            "best_lenient": self.best_lenient,
             "analysis": self.method.analysis_state() if status == "done" else {},
             "prompt_path": prompt_path,
             "data": {"train_examples": len(self.train_examples), "dev_examples": len(self.dev_examples),

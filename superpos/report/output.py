@@ -94,6 +94,8 @@ def caption(profile: str, frame: pd.DataFrame, what: str = "") -> str:
               f"Profile {profile}: model {_join(backbones) if backbones else '?'};",
               f"data: {describe_data(frame)};",
               f"budget: {describe_budget(frame)};",
+              "scores: strict ones at the best strict validation point (the selected checkpoint), lenient ones at the "
+              "best lenient point;",
               f"seeds: {', '.join(str(s) for s in seeds) or '?'} ({len(seeds)} per setting, scores averaged).",
               f"{len(frame)} runs" + (f", {failed} failed" if failed else "") + "."]
     try:

@@ -179,7 +179,8 @@ def task_scores(frame: pd.DataFrame, *, lenient: bool = False, by: Sequence[str]
     Columns: ``score`` (mean over finished seeds of the task score: strict, or lenient with
     ``lenient=True``), ``score_std`` (sample std over seeds; 0 for one seed), ``seeds`` (finished runs),
     ``failed`` (runs whose record says failed), ``daggers`` (seeds with an invalid label), ``dagger``
-    (any), ``invalid_rate`` (mean fraction of invalid predictions), ``best_step`` (mean), ``metrics``
+    (any), ``invalid_rate`` (mean fraction of invalid predictions), ``best_step`` (mean step of the strict-best
+    point), ``best_lenient_step`` (mean step of the lenient-best point, where the lenient score is read), ``metrics``
     (``{metric: mean}``, strict values), and the config columns of ``by``. Whatever ``lenient`` says,
     ``strict_score``/``strict_std``, ``lenient_score``/``lenient_std`` and ``invalid_std`` are there too,
     for figures that show both conventions and the invalid rate side by side.
@@ -187,8 +188,8 @@ def task_scores(frame: pd.DataFrame, *, lenient: bool = False, by: Sequence[str]
     frame = with_variants(frame) if "variant" not in frame.columns else frame
     keys = list(by) + ["task"]
     columns = keys + [c for c in CONFIG_COLUMNS if c not in keys] + [
-        "score", "score_std", "seeds", "failed", "daggers", "dagger", "invalid_rate", "best_step", "metrics",
-        "strict_score", "strict_std", "lenient_score", "lenient_std", "invalid_std"]
+        "score", "score_std", "seeds", "failed", "daggers", "dagger", "invalid_rate", "best_step", "best_lenient_step",
+        "metrics", "strict_score", "strict_std", "lenient_score", "lenient_std", "invalid_std"]
     if frame.empty:
         return pd.DataFrame(columns=columns)
     value = f"{split}_lenient_score" if lenient else f"{split}_score"
@@ -222,6 +223,8 @@ def task_scores(frame: pd.DataFrame, *, lenient: bool = False, by: Sequence[str]
             "invalid_rate": float(pd.to_numeric(done[f"{split}_invalid_rate"], errors="coerce").mean())
             if len(done) else math.nan,
             "best_step": float(pd.to_numeric(done["best_step"], errors="coerce").mean()) if len(done) else math.nan,
+            "best_lenient_step": float(pd.to_numeric(done.get("best_lenient_step", done["best_step"]),
+                                                     errors="coerce").mean()) if len(done) else math.nan,
             "metrics": {m: means[m] for m in task_metrics(key[-1], means) if m in means} or means,
             "strict_score": strict[0], "strict_std": strict[1],
             "lenient_score": lenient_values[0], "lenient_std": lenient_values[1], "invalid_std": invalid[1],
