@@ -405,3 +405,12 @@ def test_smollm2_loads_offline_and_a_soft_prompt_steers_it(smollm2):
     prompted = smollm2.next_token_logits(batch, FixedPrompt(smollm2, n=10)).log_softmax(-1)
     kl = F.kl_div(prompted, plain, log_target=True, reduction="batchmean")
     assert kl.item() > 0.01
+
+
+@pytest.mark.parametrize("fixture", ["tiny_t5", "tiny_llama"])
+def test_truncated_count_matches_what_encode_cuts(fixture, request):
+    backbone = request.getfixturevalue(fixture)
+    inputs = ["a b", "one two three four five six seven eight nine ten", "x " * 30, "short"]
+    cut = [backbone.encode([text], max_input_tokens=8).input_ids.shape[1] <
+           backbone.encode([text], max_input_tokens=512).input_ids.shape[1] for text in inputs]
+    assert backbone.truncated_count(inputs, 8) == sum(cut) >= 1

@@ -254,3 +254,15 @@ def test_each_score_is_reported_at_its_own_best_point(sst2_dir, tmp_path, monkey
     # a record written before best_lenient existed gets the same point back from its validation history
     older = {key: value for key, value in record.items() if key != "best_lenient"}
     assert best_lenient_point(older)["step"] == 4 and record_row(older)["test_lenient_score"] == 70.0
+
+
+def test_record_says_how_many_inputs_were_truncated(sst2_dir, tmp_path, tiny_t5):
+    # sst2_dir sentences are 4 words: at 6 tokens (eos included) some are cut, at 64 none
+    examples = __import__("superpos.tasks", fromlist=["get_task"]).get_task("sst2").examples("train")
+    lengths = [len(tiny_t5.tokenizer(e.input_text).input_ids) for e in examples]
+    assert tiny_t5.truncated_count([e.input_text for e in examples], 6) == sum(n > 6 for n in lengths)
+    store = ResultsStore(tmp_path / "store")
+    cut = run(tiny_config(max_steps=1, max_input_tokens=8), store, progress=False)["data"]["truncated"]
+    whole = run(tiny_config(max_steps=1, max_input_tokens=64), store, progress=False)["data"]["truncated"]
+    assert cut["max_input_tokens"] == 8 and 0 < cut["train"] <= 1 and 0 < cut["eval"] <= 1
+    assert whole["train"] == whole["eval"] == 0.0

@@ -254,6 +254,14 @@ class Backbone:
         label_ids = None if labels is None else self._pad(labels, IGNORE_INDEX)[0]
         return Batch(input_ids, attention_mask, label_ids).to(self.device)
 
+    def truncated_count(self, inputs: list[str], max_input_tokens: int) -> int:
+        """How many of ``inputs`` :meth:`encode` would cut at ``max_input_tokens`` (same rule, same units)."""
+        tok = self.tokenizer
+        if self.kind == "seq2seq":
+            return sum(len(ids) > max_input_tokens for ids in tok(list(inputs)).input_ids)
+        room = max_input_tokens - len(self._input_prefix) - len(self._separator_ids)
+        return sum(len(ids) > room for ids in tok(list(inputs), add_special_tokens=False).input_ids)
+
     @staticmethod
     def _pad(rows: list[list[int]], value: int) -> tuple[torch.Tensor, torch.Tensor]:
         width = max(1, max(len(r) for r in rows))

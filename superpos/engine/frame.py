@@ -62,6 +62,8 @@ def record_row(record: dict) -> dict:
     row["best_step"] = best.get("step")
     row["best_epoch"] = best.get("epoch")
     row["best_lenient_step"] = best_lenient.get("step")
+    truncated = (record.get("data") or {}).get("truncated") or {}
+    row["truncated_train"], row["truncated_eval"] = truncated.get("train"), truncated.get("eval")
     row["steps"] = record.get("steps")
     row["trainable_params"] = record.get("trainable_params")
     for key, value in (record.get("timing") or {}).items():

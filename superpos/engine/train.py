@@ -147,6 +147,20 @@ def _is_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
+TRUNCATION_SAMPLE = 5000  # inputs tokenized per split to measure truncation (all of them in smaller splits)
+
+
+def truncation_rates(backbone, train_examples: list, eval_examples: list, max_input_tokens: int) -> dict:
+    """The fraction of training and evaluation inputs longer than ``max_input_tokens`` (cut before the prompt is
+    prepended), measured on up to ``TRUNCATION_SAMPLE`` evenly spaced examples of each split."""
+    def rate(examples: list) -> float:
+        sample = examples[::max(1, -(-len(examples) // TRUNCATION_SAMPLE))]
+        return round(backbone.truncated_count([e.input_text for e in sample], max_input_tokens) / len(sample), 4)
+
+    return {"max_input_tokens": max_input_tokens, "train": rate(train_examples), "eval": rate(eval_examples),
+            "sampled": min(len(train_examples), TRUNCATION_SAMPLE)}
+
+
 # ---------------------------------------------------------------- the trainer
 class Trainer:
     def __init__(self, config: RunConfig, run_hash: str, store: ResultsStore, source_prompts, *, progress: bool = True):
@@ -177,6 +191,8 @@ class Trainer:
         self.method = build_method(method_config, self.backbone, label_words=self.task.label_words,
                                    source_prompts=source_prompts, seed=config.seed).to(self.device)
         self.optimizer = torch.optim.AdamW(self.method.param_groups())
+        self.truncation = truncation_rates(self.backbone, self.train_examples, self.dev_examples,
+                                           config.max_input_tokens)
         self.max_new_tokens = max_new_tokens_for(self.backbone, self.task)
 
         steps_per_epoch = math.ceil(len(self.train_examples) / config.batch_size)
@@ -369,7 +385,8 @@ class Trainer:
             "analysis": self.method.analysis_state() if status == "done" else {},
             "prompt_path": prompt_path,
             "data": {"train_examples": len(self.train_examples), "dev_examples": len(self.dev_examples),
-                     "test_examples": len(self.test_examples), "max_new_tokens": self.max_new_tokens},
+                     "test_examples": len(self.test_examples), "max_new_tokens": self.max_new_tokens,
+                     "truncated": self.truncation},
             "trainable_params": self.method.trainable_parameter_count(),
             "steps": self.step,
             "timing": {"train_seconds": round(self.train_seconds, 3), "eval_seconds": round(self.eval_seconds, 3),

