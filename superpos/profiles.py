@@ -4,16 +4,16 @@
   the hub, the 13 GLUE/SuperGLUE tasks, 80 epochs, batch 32, every method with dropout on and off.
 - ``offline``: the embedded default backbone (SmolLM2-135M) on the offline BBC suite, every method, three
   seeds; sized for about an hour on one GPU.
-- ``quick``: the default of ``make reproduce``: the embedded default on two offline tasks, one seed and a
-  16 steps per run, so all seven notebooks finish within 30 minutes on a 2-core CPU. It checks the
-  pipeline end to end; its numbers are not conclusions.
+- ``quick``: the default of ``make reproduce``: the embedded default on bbc-topic, one seed and 48 steps per
+  run, so all seven notebooks finish within 40 minutes on a 2-core CPU. It checks the pipeline end to end;
+  one seed gives no spread, so its numbers are not conclusions.
 - ``smoke``: a tiny random T5 on two offline tasks, seconds per notebook; for the tests.
 
 :func:`notebook_grid` gives each notebook's :class:`~superpos.engine.GridSpec` for a profile. Notebooks share
 runs: the same run config has the same hash, so a run one notebook trained is served from the store to
 the next (``02``'s dropout-off rows are ``01``'s runs, ``03``'s m = 128 is ``01``'s SuperPos, ``05``
-re-reads ``01`` and ``02``, ``06``'s n = 10 vocab-init run is ``01``'s simple prompt, ``07``'s full EPT
-is ``01``'s).
+re-reads ``01`` and ``02``, ``04``'s plain SuperPos is ``01``'s, ``07``'s full EPT is ``01``'s). ``06`` shares
+nothing: Lester et al.'s vocab init samples among the 5,000 most frequent tokens, the SuperPos paper's among all.
 """
 from __future__ import annotations
 
@@ -30,6 +30,8 @@ FULL_FT = {"method": "full", "dropout": [True]}
 #: Table 2 compares the methods evaluated on every task: ATTEMPT skips its source tasks (paper's note).
 TABLE2_METHODS = ("simple", "residual", "superpos")
 #: EPT's ablation stages (seed 004): decomposition only, + prompt fusion, + multi-space projection (= EPT).
+#: Lester et al. §3 (seed 003): "sampled vocab" init draws from the 5,000 most common tokens.
+LESTER_VOCAB_TOP_K = 5000
 EPT_STAGES = ({"fusion": False, "projection": False}, {"fusion": True, "projection": False}, {})
 
 PAPER_TASKS = ("qqp", "qnli", "mnli", "sst2", "stsb", "mrpc", "cola", "multirc", "rte", "cb", "copa", "wic", "boolq")
@@ -55,6 +57,12 @@ class Profile:
     prompt_lengths: tuple[int, ...] = (1, 5, 10, 20)
     inits: tuple[str, ...] = ("uniform", "vocab", "labels")
     scopes: dict[str, dict] = dataclasses.field(default_factory=dict)
+    #: p′ starts compared in notebook 04, for the linear and the softmax superposition (beside each one's default)
+    weights_inits: tuple[str, ...] = ("one_hot", "normal", "uniform")
+    #: axes of that p′-init ablation where they differ from notebook 04's (e.g. {"tasks": [...]}, to bound its cost)
+    weights_init_scope: dict = dataclasses.field(default_factory=dict)
+    #: backbones beyond notebook 04's on which plain SuperPos runs for Table 3 (the paper: original T5-Base, App. A.1)
+    table3_backbones: tuple[str, ...] = ()
     dropout_methods: tuple[str, ...] = PROMPT_METHODS  # methods of the dropout ablation (notebook 02)
     full_finetuning: bool = True                # Table 1's full fine-tuning row (notebooks 01 and 05)
     curve_tasks: tuple[str, ...] | None = None  # tasks drawn in learning-curve figures (None: all)
@@ -91,6 +99,11 @@ PROFILES: dict[str, Profile] = {
         seeds=(0,),
         budget=dict(epochs=80, batch_size=32, eval_every=0, eval_batch_size=128, max_input_tokens=256,
                     protocol="paper", dtype="fp32"),
+        # The paper does not say where it cut inputs (the Residual release defaults to 512). 256 T5 tokens hold
+        # nearly every GLUE/SuperGLUE input except the passages of MultiRC and BoolQ; every record measures the
+        # fraction it cut (data.truncated), and the captions show it.
+        task_budget={"multirc": {"max_input_tokens": 512}, "boolq": {"max_input_tokens": 512}},
+        table3_backbones=("t5-base",),
         attempt_sources=("qqp", "qnli", "mnli", "sst2"),  # §4.4: ATTEMPT's source prompts, left out of its evaluation
         m_values=(1, 2, 4, 8, 16, 32, 64, 128, 256),
         prompt_lengths=(1, 5, 10, 20, 100, 150),          # Lester et al. Fig. 3(a), plus the paper's 10
@@ -149,6 +162,7 @@ PROFILES: dict[str, Profile] = {
         # one seed, to keep every notebook running.
         scopes={"06_prompt_tuning_baselines": {"tasks": ("bbc-topic",), "seeds": (0,)},
                 "07_ept": {"tasks": ("bbc-topic",), "seeds": (0,)}},
+        weights_init_scope={"tasks": ("bbc-topic",)},
         curve_tasks=CPU_TASKS,
         cell_timeout_s=1800,
         hardware="a 2-core CPU (several sittings: the store resumes)",
@@ -156,7 +170,7 @@ PROFILES: dict[str, Profile] = {
     "quick": Profile(
         name="quick",
         description="The default of `make reproduce`: SmolLM2-135M on bbc-topic, 1 seed, 48 steps per run, every "
-                    "prompt method and ablation; all notebooks within 30 minutes on a 2-core CPU.",
+                    "prompt method and ablation; all notebooks within 40 minutes on a 2-core CPU.",
         note="Quick budget (one seed, 48 steps at batch 8, minutes on a CPU): simple, Residual and SuperPos prompt "
              "tuning learn bbc-topic's five labels well above the majority class (23% of the 64 validation "
              "examples); ATTEMPT, EPT with its projection and SuperPos with softmax weights still emit one invalid "
@@ -172,10 +186,10 @@ PROFILES: dict[str, Profile] = {
         prompt_lengths=(1, 10),
         inits=("uniform", "vocab", "labels"),
         dropout_methods=("simple", "superpos"),
-        full_finetuning=False,  # its slowest run (every weight trains, dropout on): the one the 30 minutes lack
+        full_finetuning=False,  # its slowest run (every weight trains, dropout on): the one the 40 minutes lack
         cell_timeout_s=1800,
         hardware="a 2-core CPU",
-        expected_minutes=30,
+        expected_minutes=40,
     ),
     "smoke": Profile(
         name="smoke",
@@ -216,10 +230,19 @@ def notebook_name(notebook: str) -> str:
     return matches[0]
 
 
-def superpos_m(m: int, n_prompts: int = 10) -> dict:
-    """SuperPos config for the m ablation. The default ``p'`` start (one-hot: prompt ``i`` = sampled token
-    ``i``) needs ``m >= n``; below that ``p'`` starts as N(0, 1/m) and the label says so."""
-    return {"m": m} if m >= n_prompts else {"m": m, "weights_init": "normal"}
+def weights_init_entries(p: Profile) -> list[dict]:
+    """Notebook 04's p′-init ablation: SuperPos, linear and softmax, from each start of ``p.weights_inits``
+    beside each variant's default (linear: one-hot; softmax: zeros, the uniform mixture)."""
+    from .methods.superposition import SuperPosConfig
+
+    entries = []
+    for softmax in (False, True):
+        default = SuperPosConfig(softmax=softmax).resolved_weights_init()
+        for init in p.weights_inits:
+            if init != default:
+                entries.append({"method": "superpos", "config": {"softmax": softmax, "weights_init": init},
+                                **{axis: list(values) for axis, values in p.weights_init_scope.items()}})
+    return entries
 
 
 def notebook_methods(notebook: str, profile: str | Profile = "quick") -> tuple[list, list]:
@@ -232,14 +255,21 @@ def notebook_methods(notebook: str, profile: str | Profile = "quick") -> tuple[l
     if name == "02_dropout_ablation":
         return list(p.dropout_methods), [False, True]
     if name == "03_m_ablation":
-        return [{"method": "superpos", "config": superpos_m(m)} for m in p.m_values], [False]
+        # every m starts from the same kind of p′ (one-hot, cycling over the m tokens when m < n)
+        return [{"method": "superpos", "config": {"m": m}} for m in p.m_values], [False]
     if name == "04_softmax_variant":
-        return ["superpos", {"method": "superpos", "config": {"softmax": True}}], [False]
+        plain = {"method": "superpos"}
+        if p.table3_backbones:
+            backbones = p.scopes.get(name, {}).get("backbones") or p.backbones
+            plain["backbones"] = [*backbones, *p.table3_backbones]
+        return [plain, {"method": "superpos", "config": {"softmax": True}}, *weights_init_entries(p)], [False]
     if name == "05_stability_analysis":
         return [*(m for m in TABLE2_METHODS if m in p.dropout_methods), *full], [False, True]
     if name == "06_prompt_tuning_baselines":
-        lengths = [{"method": "simple", "config": {"n_prompts": n}} for n in p.prompt_lengths]
-        inits = [{"method": "simple", "config": {"init": init}} for init in p.inits]
+        # Lester et al. (seed 003) sample vocab-init prompts among the 5,000 most frequent tokens
+        lester = {"vocab": {"vocab_top_k": LESTER_VOCAB_TOP_K}}
+        lengths = [{"method": "simple", "config": {"n_prompts": n, **lester["vocab"]}} for n in p.prompt_lengths]
+        inits = [{"method": "simple", "config": {"init": init, **lester.get(init, {})}} for init in p.inits]
         return lengths + inits, [False]
     if name == "07_ept":
         return [*({"method": "ept", "config": stage} for stage in EPT_STAGES), "superpos"], [False]

@@ -159,6 +159,17 @@ def test_superpos_one_hot_init_starts_at_real_token_embeddings():
     json.dumps(analysis)
 
 
+def test_superpos_one_hot_cycles_over_the_tokens_when_m_is_below_n():
+    # m = 4 tokens for n = 10 prompts: p'_i is the indicator of token i mod 4, so prompts 0, 4, 8 start equal
+    method = build("superpos", m=4)
+    expected = torch.zeros(10, 4)
+    expected[torch.arange(10), torch.arange(10) % 4] = 1.0
+    assert torch.equal(method.weights.detach(), expected)
+    assert torch.equal(method.prompt_matrix(), method.e_freeze[torch.arange(10) % 4])
+    # m >= n: exactly the identity's first n rows, as before
+    assert torch.equal(build("superpos", m=16).weights.detach(), torch.eye(10, 16))
+
+
 def test_superpos_m_larger_than_vocabulary_fails_naming_m():
     with pytest.raises(ValueError, match=r"^m: "):
         build("superpos", FakeBackbone(vocab=20), m=100)
@@ -223,7 +234,6 @@ def test_config_json_round_trip(name, tmp_path):
     (SimpleConfig, {"vocab_top_k": 0}, "vocab_top_k"),
     (SuperPosConfig, {"m": 0}, "m"),
     (SuperPosConfig, {"weights_init": "xavier"}, "weights_init"),
-    (SuperPosConfig, {"m": 4, "n_prompts": 10}, "m"),
     (SuperPosConfig, {"softmax": "yes"}, "softmax"),
     (ResidualConfig, {"bottleneck": 0}, "bottleneck"),
     (ResidualConfig, {"nonlinearity": "gelu"}, "nonlinearity"),

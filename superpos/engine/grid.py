@@ -25,7 +25,8 @@ class GridSpec(ConfigBase):
     backbones: list = option(["smollm2-135m"], help="Backbone names.")
     tasks: list = option(["bbc-topic"], help="Task names.")
     methods: list = option(["superpos"], help="Method names, or {'method': name, 'config': {...}} for a variant; "
-                                              "an entry's optional 'dropout': [...] replaces the dropout axis for it.")
+                                              "an entry's optional 'dropout', 'backbones', 'tasks' or 'seeds' list "
+                                              "replaces that axis for it.")
     dropout: list = option([False], help="Dropout settings of the frozen backbone.")
     m: list = option([], help="SuperPos only: values of m (sampled tokens) to cross with; empty keeps the default.")
     seeds: list = option([0], help="Seeds.")
@@ -57,13 +58,21 @@ def _method_variants(entry: str | dict, m_values: list) -> list[tuple[str, dict]
     return [(name, config)]
 
 
-def _entry_dropout(entry: str | dict, default: list) -> list:
-    """The dropout settings for one method entry: its own ``dropout`` list when it has one (e.g. full
-    fine-tuning only with dropout, as in Table 1), else the grid's axis."""
-    if isinstance(entry, dict) and "dropout" in entry:
-        values = entry["dropout"]
+ENTRY_AXES = ("dropout", "backbones", "tasks", "seeds")
+
+
+def _entry_axis(entry: str | dict, axis: str, default: list) -> list:
+    """One axis for one method entry: its own list when it has one (full fine-tuning only with dropout, as in
+    Table 1; an ablation on fewer tasks; a row on one more backbone), else the grid's axis."""
+    if isinstance(entry, dict) and axis in entry:
+        values = entry[axis]
         return list(values) if isinstance(values, (list, tuple)) else [values]
     return list(default)
+
+
+def _index(axis: list, value) -> int:
+    """Position of ``value`` on a grid axis; values an entry adds come after the axis's own."""
+    return axis.index(value) if value in axis else len(axis)
 
 
 def expand(spec: GridSpec) -> list[RunConfig]:
@@ -79,8 +88,12 @@ def expand(spec: GridSpec) -> list[RunConfig]:
         runs.setdefault(key, config)
         return key
 
-    for backbone, task, method_entry in product(spec.backbones, spec.tasks, spec.methods):
-        for dropout, seed in product(_entry_dropout(method_entry, spec.dropout), spec.seeds):
+    pairs = [(backbone, task, entry) for entry in spec.methods for backbone in _entry_axis(entry, "backbones", spec.backbones)
+             for task in _entry_axis(entry, "tasks", spec.tasks)]
+    pairs.sort(key=lambda item: (_index(spec.backbones, item[0]), _index(spec.tasks, item[1])))  # backbone, task-major
+    for backbone, task, method_entry in pairs:
+        for dropout, seed in product(_entry_axis(method_entry, "dropout", spec.dropout),
+                                     _entry_axis(method_entry, "seeds", spec.seeds)):
             budget = {**spec.budget, **spec.task_budget.get(task, {})}
             for method, method_config in _method_variants(method_entry, spec.m):
                 common = dict(backbone=backbone, dropout=dropout, seed=seed, **budget)

@@ -16,13 +16,15 @@ Symbols (paper §3), with the shapes used here:
 Initialising ``p'`` (``weights_init``): the paper does not say. Default ``"auto"`` means
 ``"one_hot"`` for the linear superposition and ``"zeros"`` for the softmax variant.
 
-- ``one_hot`` (default): ``p'_i`` is the indicator of sampled token ``i`` (the first ``n`` of the ``m``
-  sampled tokens, all distinct). Then every ``p_i`` starts as a real token embedding: at step 0 the
-  prompt is exactly a ``simple`` prompt with vocab init, which §3 motivates ("initiating the prompt
-  with token representations is generally more beneficial than random vectors", after Lester et al.)
+- ``one_hot`` (default): ``p'_i`` is the indicator of sampled token ``i mod m`` (for ``m >= n`` the first
+  ``n`` of the ``m`` sampled tokens, all distinct). Then every ``p_i`` starts as a real token embedding: at
+  step 0 the prompt is exactly a ``simple`` prompt with vocab init, which §3 motivates ("initiating the
+  prompt with token representations is generally more beneficial than random vectors", after Lester et al.)
   and which makes SuperPos-vs-simple comparisons isolate the reparameterisation. The other ``m - 1``
   weights are zero but receive gradient ``e_j · ∂L/∂p_i`` from the first step, so the superposition
-  forms during training. Needs ``n <= m``.
+  forms during training. For ``m < n`` prompts ``i`` and ``i + m`` start at the same token and part
+  through their own ``ΔE_i`` and positions; so the m ablation uses one kind of start for every m. With
+  the same seed every task samples the same tokens, so every task starts from the same ``p'``.
 - ``normal``: ``p'_ij ~ N(0, 1/m)``: a random superposition whose expected squared norm equals a
   token's (for near-orthogonal embeddings), but whose direction is no token's.
 - ``uniform``: ``p'_ij ~ U(-√(3/m), √(3/m))``, same variance as ``normal``.
@@ -68,9 +70,6 @@ class SuperPosConfig(MethodConfig):
         require(isinstance(self.softmax, bool), "softmax", f"must be true or false, got {self.softmax!r}")
         check_choice(self.weights_init, "weights_init", WEIGHT_INITS)
         check_positive_int(self.vocab_top_k, "vocab_top_k", allow_none=True)
-        if self.resolved_weights_init() == "one_hot":
-            require(self.n_prompts <= self.m, "m",
-                    f"one_hot weights need a distinct sampled token per prompt: m={self.m} < n_prompts={self.n_prompts}")
 
     def resolved_weights_init(self) -> str:
         if self.weights_init == "auto":
@@ -79,8 +78,10 @@ class SuperPosConfig(MethodConfig):
 
 
 def initial_weights(kind: str, n: int, m: int, generator: torch.Generator) -> torch.Tensor:
-    if kind == "one_hot":
-        return torch.eye(n, m, dtype=torch.float32)
+    if kind == "one_hot":  # row i picks token i mod m: torch.eye(n, m) when m >= n
+        weights = torch.zeros(n, m)
+        weights[torch.arange(n), torch.arange(n) % m] = 1.0
+        return weights
     if kind == "normal":
         return torch.randn(n, m, generator=generator) / math.sqrt(m)
     if kind == "uniform":
