@@ -295,8 +295,13 @@ def plot_factor(scores: pd.DataFrame, factor: str, *, xlabel: str, log2: bool = 
     return _done(fig)
 
 
-def plot_similarity(similarity: pd.DataFrame, *, columns: int = 5):
-    """Figure 2(d): for each prompt token ``i``, the tasks x tasks cosine similarity of the learned ``p'_i``."""
+def plot_similarity(similarity: pd.DataFrame, *, backbone: str | None = None, columns: int = 5):
+    """Figure 2(d): for each prompt token ``i``, the tasks x tasks cosine similarity of the learned ``p'_i``, for
+    ``backbone`` (by name: the paper draws Figure 2 on T5 v1.1 Base LM-adapted; None: the only one there is)."""
+    if backbone is not None:
+        similarity = similarity[similarity["backbone"] == backbone]
+    elif similarity["backbone"].nunique() > 1:
+        raise ValueError(f"plot_similarity: runs of {similarity['backbone'].nunique()} backbones; name one (backbone=...)")
     if similarity.empty:
         return _empty("no two superpos runs over the same sampled tokens to compare")
     first = similarity[["backbone", "variant", "dropout"]].drop_duplicates().iloc[0]
