@@ -6,12 +6,18 @@ from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_DIR.parent
+#: True when the package runs from its source checkout (``pip install -e`` or the repository itself); False when
+#: installed as a wheel into site-packages, where nothing may be written beside it.
+SOURCE_CHECKOUT = (REPO_ROOT / "pyproject.toml").is_file() and (REPO_ROOT / "notebooks").is_dir()
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 
 
 def results_dir() -> Path:
-    """Root of the results store: ``$SUPERPOS_RESULTS`` or ``<repo>/results``."""
-    return Path(os.environ.get("SUPERPOS_RESULTS", REPO_ROOT / "results"))
+    """Root of the results store: ``$SUPERPOS_RESULTS``; else ``<repo>/results`` in a source checkout, or
+    ``./results`` under the working directory when the package is installed (never inside site-packages)."""
+    if os.environ.get("SUPERPOS_RESULTS"):
+        return Path(os.environ["SUPERPOS_RESULTS"])
+    return REPO_ROOT / "results" if SOURCE_CHECKOUT else Path.cwd() / "results"
 
 
 def store_dir(profile: str) -> Path:

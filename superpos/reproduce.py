@@ -148,6 +148,9 @@ def reproduce(profile: str = "quick", notebooks: list[str] | None = None, *, out
 
     spec = get_profile(profile)
     names = select_notebooks(notebooks)
+    if not NOTEBOOKS_DIR.is_dir():
+        raise ValueError(f"reproduce: no notebooks at {NOTEBOOKS_DIR}; the installed package holds the library only, "
+                         "`make reproduce` runs from a clone of the source repository")
     if from_reference and accept:
         raise ValueError("reproduce: from_reference and accept exclude each other")
     out = Path(output_dir) if output_dir is not None else executed_dir(profile)

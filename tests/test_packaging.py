@@ -1,6 +1,7 @@
 """Set-up files agree with each other: pyproject is the source, environment.yml and Makefile follow it."""
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -27,3 +28,32 @@ def test_ci_calls_the_readme_test_command():
     assert "make test" in (REPO / ".ci" / "run").read_text()
     readme = (REPO / "README.md").read_text()
     assert "make test" in readme and "make reproduce" in readme
+
+
+def test_installed_without_editable_mode_writes_results_under_the_working_directory(tmp_path):
+    """A wheel install (no -e) must not put results/ inside site-packages; the library works from there."""
+    import shutil
+    import subprocess
+    import sys
+
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        if (REPO / name).exists():
+            shutil.copy(REPO / name, source / name)
+    shutil.copytree(REPO / "superpos", source / "superpos", ignore=shutil.ignore_patterns("__pycache__"))
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target",
+                    str(target), str(source)], check=True, capture_output=True, timeout=300)
+    work = tmp_path / "work"
+    work.mkdir()
+    probe = ("import superpos, superpos.paths as p; from superpos.reproduce import reproduce\n"
+             "print(superpos.__file__); print(p.SOURCE_CHECKOUT); print(p.results_dir()); print(p.store_dir('quick'))\n"
+             "try:\n    reproduce('smoke')\nexcept ValueError as e:\n    print(e)\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("SUPERPOS_RESULTS", "SUPERPOS_STORE", "PYTHONPATH")}
+    env["PYTHONPATH"] = str(target)
+    out = subprocess.run([sys.executable, "-c", probe], cwd=work, env=env, capture_output=True, text=True,
+                         timeout=300, check=True).stdout.splitlines()
+    assert out[0].startswith(str(target)) and out[1] == "False"
+    assert out[2] == str(work / "results") and out[3] == str(work / "results" / "quick")
+    assert "source repository" in out[4]

@@ -79,7 +79,12 @@ class RunConfig(ConfigBase):
 
     def run_hash(self) -> str:
         """Stable hash of the resolved config (without the fields in ``NOT_HASHED``) and ``CODE_VERSION``."""
+        from ..tasks import task_fingerprint
+
         payload = {k: v for k, v in self.resolved().to_dict().items() if k not in NOT_HASHED}
+        data = task_fingerprint(self.task)
+        if data is not None:  # a registered task: its rows decide the run too (built-in tasks: the name does)
+            payload["task_data"] = data
         return stable_hash({**payload, "code_version": CODE_VERSION})
 
     def label(self) -> str:

@@ -38,11 +38,30 @@ METHODS: dict[str, tuple[type[MethodConfig], type[PromptMethod], str]] = {
 }
 
 __all__ = [
-    "METHODS", "build_method", "load_method", "method_config", "PromptMethod", "MethodConfig",
+    "METHODS", "register_method", "build_method", "load_method", "method_config", "PromptMethod", "MethodConfig",
     "SimpleConfig", "SimplePrompt", "SuperPosConfig", "SuperPosPrompt", "ResidualConfig", "ResidualPrompt",
     "AttemptConfig", "AttemptPrompt", "EptConfig", "EptPrompt", "FullConfig", "FullFineTuning",
     "export_peft_adapter", "export_prompt_tensor_as_peft", "read_peft_prompt",
 ]
+
+
+def register_method(name: str, config_class: type[MethodConfig], method_class: type[PromptMethod],
+                    description: str = "", *, replace: bool = False) -> None:
+    """Make a method known by ``name`` to ``build_method``, ``RunConfig``, grids and the CLI of this process.
+
+    ``config_class`` is a :class:`MethodConfig` dataclass (fields with ``option(...)`` help, checks in
+    ``validate``); ``method_class`` a :class:`PromptMethod` with ``build``, ``prompt_matrix`` (or ``forward``)
+    and ``config_class``. See ``superpos/methods/simple.py`` for the smallest complete one.
+    """
+    if not (isinstance(config_class, type) and issubclass(config_class, MethodConfig)):
+        raise ValueError(f"register_method: config_class must subclass MethodConfig, got {config_class!r}")
+    if not (isinstance(method_class, type) and issubclass(method_class, PromptMethod)):
+        raise ValueError(f"register_method: method_class must subclass PromptMethod, got {method_class!r}")
+    if name in METHODS and not replace:
+        raise ValueError(f"register_method: {name!r} is already a method; pass replace=True to replace it")
+    if any(cfg is config_class for key, (cfg, _, _) in METHODS.items() if key != name):
+        raise ValueError(f"register_method: {config_class.__name__} already belongs to another method")
+    METHODS[name] = (config_class, method_class, description or (method_class.__doc__ or name).strip().splitlines()[0])
 
 
 def method_config(config: ConfigBase | dict[str, Any], method: str | None = None) -> MethodConfig:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from .base import HELDOUT_DEV, PROTOCOLS, SMALL_TRAIN, Example, Splits, Task, TaskError, take
+from .custom import RowsTask, read_rows, task_from_dataset, task_from_files
 from .glue import GLUE_HUB, GLUE_SPECS
 from .metrics import (METRIC_LABELS, Score, average_score, normalize, parse_score, round_score, score_to_text,
                       task_score)
@@ -24,12 +25,44 @@ _SPECS = {**GLUE_SPECS, **SUPERGLUE_SPECS}
 TASKS: dict[str, str] = {name: _SPECS[name]["description"] for name in PAPER_TASKS}
 TASKS.update({name: spec["description"] for name, spec in BBC_SPECS.items()})
 
+#: Tasks added with :func:`register_task` (this process only).
+REGISTERED: dict[str, Task] = {}
+
 _ALIASES = {name.replace("-", ""): name for name in TASKS}
 _ALIASES.update({_SPECS[n]["display_name"].lower().replace("-", ""): n for n in PAPER_TASKS})
 
 
+def register_task(task: Task, *, replace: bool = False) -> Task:
+    """Make ``task`` (e.g. from :func:`task_from_files`) known by its name to :func:`get_task`, ``RunConfig``,
+    grids and the CLI of this process. A built-in name, or a registered one without ``replace=True``, is refused."""
+    if not isinstance(task, Task):
+        raise TaskError(f"register_task: expected a Task (e.g. from task_from_files), got {type(task).__name__}")
+    if task.name in TASKS and task.name not in REGISTERED:
+        raise TaskError(f"register_task: {task.name!r} is a built-in task; choose another name")
+    if task.name in REGISTERED and not replace:
+        raise TaskError(f"register_task: {task.name!r} is already registered; pass replace=True to replace it")
+    REGISTERED[task.name] = task
+    TASKS[task.name] = task.description
+    return task
+
+
+def unregister_task(name: str) -> None:
+    """Forget a task added with :func:`register_task`."""
+    if REGISTERED.pop(name, None) is not None:
+        TASKS.pop(name, None)
+
+
+def task_fingerprint(name: str) -> str | None:
+    """A registered task's data fingerprint (part of its runs' hashes); ``None`` for built-in tasks, whose data
+    a name fixes."""
+    task = REGISTERED.get(name)
+    return task.fingerprint() if task is not None and hasattr(task, "fingerprint") else None
+
+
 def canonical_name(name: str) -> str:
     """``"SST-2"``, ``"sst_2"``, ``"sst2"`` -> ``"sst2"``; raises :class:`TaskError` for unknown names."""
+    if name in REGISTERED:
+        return name
     key = name.strip().lower()
     if key in TASKS:
         return key
@@ -44,6 +77,10 @@ def get_task(name: str, *, data_dir: str | None = None, hub_id: str | None = Non
     (default ``nyu-mll/glue`` / ``aps/super_glue``). ``bbc-*``: ``options`` are ``seed``, ``train_size``,
     ``eval_size``, ``val_fraction``, ``max_words`` (see :class:`.offline.BBCTask`)."""
     name = canonical_name(name)
+    if name in REGISTERED:
+        if data_dir is not None or hub_id is not None or options:
+            raise TaskError(f"{name} is a registered task: data_dir, hub_id and options do not apply")
+        return REGISTERED[name]
     if name.startswith("bbc-"):
         if data_dir is not None or hub_id is not None:
             raise TaskError(f"{name} is built from the BBC corpus: data_dir / hub_id do not apply")
@@ -67,4 +104,6 @@ __all__ = [
     "TASKS", "PAPER_TASKS", "PROTOCOLS", "SMALL_TRAIN", "HELDOUT_DEV", "Example", "Splits", "Task", "TaskError",
     "Score", "METRIC_LABELS", "get_task", "describe_tasks", "canonical_name", "average_score", "task_score",
     "normalize", "parse_score", "round_score", "score_to_text", "take", "GLUE_HUB", "SUPERGLUE_HUB",
+    "RowsTask", "read_rows", "task_from_files", "task_from_dataset", "register_task", "unregister_task",
+    "task_fingerprint", "REGISTERED",
 ]
