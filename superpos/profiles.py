@@ -29,10 +29,12 @@ PROMPT_METHODS = ("simple", "residual", "attempt", "superpos", "ept")
 FULL_FT = {"method": "full", "dropout": [True]}
 #: Table 2 compares the methods evaluated on every task: ATTEMPT skips its source tasks (paper's note).
 TABLE2_METHODS = ("simple", "residual", "superpos")
-#: EPT's ablation stages (seed 004): decomposition only, + prompt fusion, + multi-space projection (= EPT).
-#: Lester et al. §3 (seed 003): "sampled vocab" init draws from the 5,000 most common tokens.
+#: Lester et al. (2021) §3: "sampled vocab" init draws from the 5,000 most common tokens.
 LESTER_VOCAB_TOP_K = 5000
-EPT_STAGES = ({"fusion": False, "projection": False}, {"fusion": True, "projection": False}, {})
+#: EPT's ablation stages (Lan et al., EPT): decomposition only, + prompt fusion, + multi-space projection (= EPT).
+EPT_STAGES = {"decomposition": {"fusion": False, "projection": False},
+              "fusion": {"fusion": True, "projection": False},
+              "ept": {}}
 
 PAPER_TASKS = ("qqp", "qnli", "mnli", "sst2", "stsb", "mrpc", "cola", "multirc", "rte", "cb", "copa", "wic", "boolq")
 BBC_TASKS = ("bbc-topic", "bbc-same-topic", "bbc-next", "bbc-copa", "bbc-sts", "bbc-multirc")
@@ -64,6 +66,7 @@ class Profile:
     #: backbones beyond notebook 04's on which plain SuperPos runs for Table 3 (the paper: original T5-Base, App. A.1)
     table3_backbones: tuple[str, ...] = ()
     dropout_methods: tuple[str, ...] = PROMPT_METHODS  # methods of the dropout ablation (notebook 02)
+    ept_stages: tuple[str, ...] = tuple(EPT_STAGES)    # EPT's ablation stages run in notebook 07
     full_finetuning: bool = True                # Table 1's full fine-tuning row (notebooks 01 and 05)
     curve_tasks: tuple[str, ...] | None = None  # tasks drawn in learning-curve figures (None: all)
     figure2_backbone: str | None = None         # the backbone of Figure 2's panels (None: the first of backbones)
@@ -274,21 +277,46 @@ def notebook_methods(notebook: str, profile: str | Profile = "quick") -> tuple[l
     if name == "05_stability_analysis":
         return [*(m for m in TABLE2_METHODS if m in p.dropout_methods), *full], [False, True]
     if name == "06_prompt_tuning_baselines":
-        # Lester et al. (seed 003) sample vocab-init prompts among the 5,000 most frequent tokens
+        # Lester et al. (2021) sample vocab-init prompts among the 5,000 most frequent tokens
         lester = {"vocab": {"vocab_top_k": LESTER_VOCAB_TOP_K}}
         lengths = [{"method": "simple", "config": {"n_prompts": n, **lester["vocab"]}} for n in p.prompt_lengths]
         inits = [{"method": "simple", "config": {"init": init, **lester.get(init, {})}} for init in p.inits]
         return lengths + inits, [False]
     if name == "07_ept":
-        return [*({"method": "ept", "config": stage} for stage in EPT_STAGES), "superpos"], [False]
+        return [*({"method": "ept", "config": EPT_STAGES[stage]} for stage in p.ept_stages), "superpos"], [False]
     raise AssertionError(name)
 
 
-def notebook_grid(notebook: str, profile: str | Profile = "quick", *, tasks: Sequence[str] | None = None,
-                  seeds: Sequence[int] | None = None, backbones: Sequence[str] | None = None) -> GridSpec:
-    """The grid a notebook runs under a profile. ``tasks``/``seeds``/``backbones`` override the profile's
-    (a notebook's parameters; ``None`` keeps the profile's)."""
+#: Profile fields a notebook's parameters may replace (what each notebook varies).
+NOTEBOOK_FACTORS = ("m_values", "prompt_lengths", "inits", "weights_inits", "dropout_methods", "ept_stages")
+
+
+def with_factors(profile: str | Profile, **factors) -> Profile:
+    """The profile with the ``NOTEBOOK_FACTORS`` given (not None) replaced, checked in one line each."""
     p = get_profile(profile)
+    changes = {}
+    for name, values in factors.items():
+        if name not in NOTEBOOK_FACTORS:
+            raise ValueError(f"{name}: not a notebook factor; known: {', '.join(NOTEBOOK_FACTORS)}")
+        if values is None:
+            continue
+        if isinstance(values, (str, int)) or not len(values):
+            raise ValueError(f"{name}: must be a non-empty list, got {values!r}")
+        if name == "ept_stages":
+            unknown = [v for v in values if v not in EPT_STAGES]
+            if unknown:
+                raise ValueError(f"ept_stages: unknown stage(s) {unknown}; known: {', '.join(EPT_STAGES)}")
+        changes[name] = tuple(values)
+    return dataclasses.replace(p, **changes) if changes else p
+
+
+def notebook_grid(notebook: str, profile: str | Profile = "quick", *, tasks: Sequence[str] | None = None,
+                  seeds: Sequence[int] | None = None, backbones: Sequence[str] | None = None,
+                  **factors) -> GridSpec:
+    """The grid a notebook runs under a profile. ``tasks``/``seeds``/``backbones`` and the factors of
+    ``NOTEBOOK_FACTORS`` (``m_values=[16, 512]``, ...) override the profile's (a notebook's parameters; ``None``
+    keeps the profile's)."""
+    p = with_factors(profile, **factors)
     name = notebook_name(notebook)
     scope = p.scopes.get(name, {})
     methods, dropout = notebook_methods(name, p)

@@ -603,3 +603,26 @@ def test_glance_with_one_seed_gives_the_direction_only(store):
     assert table.loc["m = 128 vs m = 16 (rises)", "verdict"] == "inconclusive (1 seed; as the paper)"
     assert table.loc["m = 256 vs m = 128 (levels off)", "verdict"] == "inconclusive (1 seed; m = 256 +20.0 points)"
     assert table.loc["m = 256 vs m = 128 (levels off)", "difference"] == pytest.approx(-20.0)
+
+
+def test_notebook_parameters_name_what_each_notebook_varies():
+    import json
+
+    from superpos.paths import NOTEBOOKS_DIR
+
+    expected = {"02_dropout_ablation": "dropout_methods", "03_m_ablation": "m_values", "04_softmax_variant": "weights_inits",
+                "06_prompt_tuning_baselines": "prompt_lengths", "07_ept": "ept_stages"}
+    for name, factor in expected.items():
+        cells = json.loads((NOTEBOOKS_DIR / f"{name}.ipynb").read_text())["cells"]
+        parameters = next("".join(c["source"]) for c in cells if "parameters" in c.get("metadata", {}).get("tags", []))
+        assert f"{factor}: Optional[list[" in parameters, name
+        grid_cell = next("".join(c["source"]) for c in cells if "notebook_grid(" in "".join(c["source"]))
+        assert f"{factor}={factor}" in grid_cell, name
+    grid = expand(profiles.notebook_grid("03", "quick", m_values=[512]))
+    assert [c.method_config["m"] for c in grid] == [512]
+    stages = expand(profiles.notebook_grid("07", "quick", ept_stages=["decomposition"]))
+    assert sorted(c.method for c in stages) == ["ept", "superpos"]
+    with pytest.raises(ValueError, match="ept_stages: unknown stage"):
+        profiles.notebook_grid("07", "quick", ept_stages=["everything"])
+    with pytest.raises(ValueError, match="m_values: must be a non-empty list"):
+        profiles.notebook_grid("03", "quick", m_values=512)
