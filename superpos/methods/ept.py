@@ -1,4 +1,4 @@
-"""EPT: Efficient Prompt Tuning by multi-space projection and prompt fusion (Lan et al., 2024; seed 004).
+"""EPT: Efficient Prompt Tuning by multi-space projection and prompt fusion (Lan et al., 2024).
 
 The seed is a summary; where it is vague the choice made here is named and marked *choice*.
 

@@ -1,9 +1,9 @@
 """Simple prompt tuning (Lester et al., 2021): ``n`` free prompt vectors prepended to the input.
 
-Initializations (Lester et al. §3 / Fig. 3b; seed 003):
+Initializations (Lester et al. 2021, §3 / Fig. 3b):
 
 - ``uniform``: every entry from U[-0.5, 0.5] (Lester's "random uniform"; lands off the embedding
-  manifold and learns poorly, as the field guide notes).
+  manifold and learns poorly, as Lester et al. report).
 - ``vocab``: ``n`` distinct real token embeddings, sampled uniformly from the backbone's candidate
   tokens, or from its ``vocab_top_k`` most frequent ones (Lester used the 5,000 most frequent). The
   SuperPos paper §4.4 samples from the whole embedding layer: ``vocab_top_k=None``, the default.

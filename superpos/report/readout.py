@@ -1,4 +1,4 @@
-"""Nearest-vocabulary readouts of learned prompts (Lester et al. 2021, §7 "Interpretability"; seed 003).
+"""Nearest-vocabulary readouts of learned prompts (Lester et al. 2021, §7 "Interpretability").
 
 For every finished run that exported its prompt (``record["prompt_path"]``: safetensors ``{"prompt": n x d}``),
 each prompt row is compared by cosine similarity with every real token embedding of the run's backbone;
