@@ -307,24 +307,31 @@ def plot_similarity(similarity: pd.DataFrame, *, backbone: str | None = None, co
     first = similarity[["backbone", "variant", "dropout"]].drop_duplicates().iloc[0]
     similarity = similarity[(similarity["backbone"] == first["backbone"]) & (similarity["variant"] == first["variant"])
                             & (similarity["dropout"] == first["dropout"])]
+    import seaborn as sns
+
     prompts = sorted(similarity["prompt"].unique())
     tasks = task_order(similarity["task_a"])
     labels = [task_label(t) for t in tasks]
     columns = max(1, min(columns, len(prompts)))
-    fig, axes = _figure(math.ceil(len(prompts) / columns), columns, width=2.9, height=2.9)
+    rows = math.ceil(len(prompts) / columns)
+    fig, axes = _figure(rows, columns, width=1.2 + 0.55 * len(tasks), height=0.9 + 0.55 * len(tasks))
     flat = list(axes.flat)
     for ax in flat[len(prompts):]:
         ax.set_visible(False)
-    image = None
-    for ax, prompt in zip(flat, prompts):
+    # One colour range for every panel, fitted to the pairs between different tasks (the diagonal is 1 by definition)
+    off = similarity.loc[similarity["task_a"] != similarity["task_b"], "cosine"]
+    low = math.floor(10 * float(off.min())) / 10 if len(off) else -1.0
+    high = max(low + 0.1, math.ceil(10 * float(off.max())) / 10) if len(off) else 1.0
+    for index, (ax, prompt) in enumerate(zip(flat, prompts)):
         matrix = (similarity[similarity["prompt"] == prompt].pivot(index="task_a", columns="task_b", values="cosine")
                   .reindex(index=tasks, columns=tasks))
-        image = ax.imshow(matrix.to_numpy(), vmin=-1, vmax=1, cmap="RdBu_r")
+        sns.heatmap(matrix.to_numpy(), ax=ax, vmin=low, vmax=high, cmap="viridis", annot=len(tasks) <= 8, fmt=".2f",
+                    annot_kws={"fontsize": 7}, square=True, cbar=index == len(prompts) - 1,
+                    cbar_kws={"label": "cosine of p′ᵢ between tasks", "shrink": 0.8},
+                    xticklabels=labels if index // columns == rows - 1 or index + columns >= len(prompts) else False,
+                    yticklabels=labels if index % columns == 0 else False)
         ax.set_title(f"prompt token {prompt}", fontsize=9)
-        ax.set_xticks(range(len(tasks)), labels, rotation=90, fontsize=7)
-        ax.set_yticks(range(len(tasks)), labels, fontsize=7)
-    if image is not None:
-        fig.colorbar(image, ax=flat[:len(prompts)], shrink=0.8, label="cosine similarity of p′ᵢ between tasks")
+        ax.tick_params(labelsize=7)
     return _done(fig)
 
 
