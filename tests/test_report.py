@@ -626,3 +626,21 @@ def test_notebook_parameters_name_what_each_notebook_varies():
         profiles.notebook_grid("07", "quick", ept_stages=["everything"])
     with pytest.raises(ValueError, match="m_values: must be a non-empty list"):
         profiles.notebook_grid("03", "quick", m_values=512)
+
+
+def test_settings_are_named_and_ordered_from_their_typed_configs():
+    from superpos.report.settings import Variant
+
+    settings = [Variant.of("ept", {}), Variant.of("superpos", {"softmax": True, "weights_init": "one_hot"}),
+                Variant.of("superpos", {"m": 16}), Variant.of("simple", {"init": "labels"}),
+                Variant.of("superpos", {"weights_init": "uniform"}), Variant.of("ept", {"fusion": False, "projection": False}),
+                Variant.of("superpos", {"m": 256}), Variant.of("superpos", {"weights_init": "auto"}),
+                Variant.of("simple", {"init": "uniform"}), Variant.of("ept", {"projection": False}),
+                Variant.of("superpos", {"softmax": True}), Variant.of("superpos", {"weights_init": "normal"})]
+    ordered = [v.label for v in sorted(settings, key=Variant.sort_key)]
+    assert ordered == ["simple init=uniform", "simple init=labels", "superpos", "superpos m=16", "superpos m=256",
+                       "superpos p′ init=normal", "superpos p′ init=uniform", "superpos (softmax)",
+                       "superpos (softmax) p′ init=one_hot", "ept (decomposition)", "ept (+ fusion)", "ept"]
+    # m orders numerically (16 before 256; a label sort would put "256" after "16" only by luck) and
+    # ATTEMPT's sources are not a departure from its defaults
+    assert Variant.of("attempt", {"sources": ["abc"]}).label == "attempt"

@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
-from .tables import dropout_mark, method_label, select, task_label, task_order, variant_key
+from .settings import value_key, variant_sorter
+from .tables import dropout_mark, method_label, select, task_label, task_order
 
 STEP_LABEL = "training step (optimizer updates)"
 LOSS_LABEL = "training loss (token cross-entropy)"
@@ -30,7 +31,6 @@ QUANTITIES = (("strict", "strict_score", "strict_std", "strict score (%)"),
               ("lenient", "lenient_score", "lenient_std", "lenient score (%)"),
               ("invalid", "invalid_rate", "invalid_std", "invalid labels (%)"))
 #: Factors whose values have a meaning order (not alphabetical).
-FACTOR_ORDER = {"init": ("uniform", "vocab", "labels")}
 DROPOUT_STYLE = {False: "-", True: "--"}
 SVG_SALT = "superpos"
 matplotlib.rcParams["svg.hashsalt"] = SVG_SALT  # stable element ids: SVGs diff cleanly between runs
@@ -89,8 +89,9 @@ def _columns(frame: pd.DataFrame, quantity: tuple) -> tuple[str, str | None, flo
 
 def _series(frame: pd.DataFrame) -> list[tuple]:
     """(method, variant, dropout) keys in Table 1's order, dropout off before on."""
+    order = variant_sorter(frame)
     return sorted({(m, v, bool(d)) for m, v, d in zip(frame["method"], frame["variant"], frame["dropout"])},
-                  key=lambda k: (variant_key(k[1]), k[2]))
+                  key=lambda k: (order(k[1]), k[2]))
 
 
 def _palette(count: int) -> list:
@@ -224,11 +225,8 @@ def plot_losses(losses: pd.DataFrame, *, hue: str = "variant", tasks=None, colum
 def _factor_values(frame: pd.DataFrame, factor: str) -> list:
     values = list(dict.fromkeys(frame[factor]))
     if factor == "variant":
-        return sorted(values, key=variant_key)
-    if factor in FACTOR_ORDER:
-        order = FACTOR_ORDER[factor]
-        return sorted(values, key=lambda v: (order.index(v) if v in order else len(order), str(v)))
-    return sorted(values, key=lambda v: (isinstance(v, str), v))
+        return sorted(values, key=variant_sorter(frame))
+    return sorted(values, key=lambda v: value_key(factor, v))
 
 
 def _factor_name(factor: str, value) -> str:

@@ -23,6 +23,8 @@ import pandas as pd
 
 from ..tasks.metrics import METRIC_LABELS
 from .paper import MODEL_LABELS, paper_averages, paper_model, paper_task_scores
+from .settings import FIELD_NAMES as _FIELD_NAMES
+from .settings import METHOD_ORDER, Variant, sort_variants, value_key
 
 ENTRY = ("backbone", "method", "variant", "dropout")
 #: Method-config fields carried into ``task_scores`` rows (a variant fixes them), for ablation tables.
@@ -30,8 +32,6 @@ CONFIG_COLUMNS = ("n_prompts", "m", "softmax", "init", "weights_init", "fusion",
 METRIC_ORDER = tuple(METRIC_LABELS)
 METHOD_LABELS = {"simple": "Simple PT", "residual": "Residual PT", "attempt": "ATTEMPT", "superpos": "SuperPos PT",
                  "ept": "EPT", "full": "Full fine-tuning"}
-METHOD_ORDER = ("simple", "attempt", "residual", "superpos", "ept", "full")  # Table 1's order, EPT added
-_FIELD_NAMES = {"n_prompts": "n", "m": "m", "init": "init", "softmax": "softmax", "weights_init": "p′ init"}
 CHECK, CROSS = "✓", "✗"
 
 
@@ -77,55 +77,11 @@ def task_order(tasks: Iterable[str]) -> list[str]:
     return sorted(tasks, key=lambda t: (known.index(t) if t in known else len(known), t))
 
 
-def _method_defaults(method: str) -> dict:
-    try:
-        from ..methods import METHODS
-
-        return METHODS[method][0]().to_dict()
-    except Exception:
-        return {}
-
-
 def variant_label(method: str, method_config: dict | None) -> str:
-    """A short name for a method and how its config departs from the method's defaults.
-
+    """A short name for a method and how its config departs from the method's defaults (:class:`Variant`):
     ``superpos``, ``superpos (softmax)``, ``superpos m=16``, ``simple n=20``, ``simple init=labels``;
-    EPT's ablation stages read ``ept (decomposition)``, ``ept (+ fusion)``, ``ept (+ projection)``.
-    """
-    config = dict(method_config or {})
-    defaults = _method_defaults(method)
-    changed = {k: v for k, v in config.items() if k in defaults and defaults[k] != v and k != "sources"}
-    if method == "ept" and ("fusion" in changed or "projection" in changed):
-        fusion, projection = config.get("fusion", True), config.get("projection", True)
-        stage = {(False, False): "decomposition", (True, False): "+ fusion", (False, True): "+ projection only",
-                 (True, True): "+ fusion + projection"}[(bool(fusion), bool(projection))]
-        changed.pop("fusion", None)
-        changed.pop("projection", None)
-        rest = "".join(f" {_FIELD_NAMES.get(k, k)}={v}" for k, v in sorted(changed.items()))
-        return f"ept ({stage}){rest}"
-    words = []
-    if changed.pop("softmax", False):
-        words.append("(softmax)")
-    if method == "superpos" and "weights_init" in changed and changed["weights_init"] == "auto":
-        changed.pop("weights_init")
-    words.extend(f"{_FIELD_NAMES.get(k, k)}={v}" for k, v in sorted(changed.items()))
-    return " ".join([method, *words])
-
-
-_STAGES = ("ept (decomposition)", "ept (+ fusion)", "ept (+ projection only)", "ept (+ fusion + projection)", "ept")
-
-
-def variant_key(variant: str) -> tuple:
-    """Sort key of a variant: Table 1's method order, then EPT's stages in order, the default config before
-    its variants, numbers numerically (``m=16`` before ``m=128``)."""
-    import re
-
-    method = variant.split(" ")[0]
-    rank = METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER)
-    stage = next((i for i, name in enumerate(_STAGES) if variant.startswith(name)), len(_STAGES))
-    parts = tuple((0, float(p), "") if re.fullmatch(r"-?\d+(\.\d+)?", p) else (1, 0.0, p)
-                  for p in re.split(r"[=\s]+", variant[len(method):].strip()) if p)
-    return (rank, stage if method == "ept" else 0, len(parts) > 0, parts)
+    EPT's ablation stages read ``ept (decomposition)``, ``ept (+ fusion)``, ``ept (+ projection only)``."""
+    return Variant.of(method, method_config).label
 
 
 def method_label(method: str, variant: str | None = None) -> str:
@@ -156,12 +112,14 @@ def select(frame: pd.DataFrame, **conditions) -> pd.DataFrame:
 
 # ----------------------------------------------------------------------------- scores per setting
 def with_variants(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` plus a ``variant`` column (see :func:`variant_label`)."""
+    """``frame`` plus a ``setting`` column (its :class:`Variant`) and a ``variant`` column (the setting's label)."""
     frame = frame.copy()
     if frame.empty:
+        frame["setting"] = pd.Series(dtype=object)
         frame["variant"] = pd.Series(dtype=object)
         return frame
-    frame["variant"] = [variant_label(m, c) for m, c in zip(frame["method"], frame["method_config"])]
+    frame["setting"] = [Variant.of(m, c) for m, c in zip(frame["method"], frame["method_config"])]
+    frame["variant"] = [setting.label for setting in frame["setting"]]
     return frame
 
 
@@ -188,7 +146,7 @@ def task_scores(frame: pd.DataFrame, *, lenient: bool = False, by: Sequence[str]
     frame = with_variants(frame) if "variant" not in frame.columns else frame
     keys = list(by) + ["task"]
     columns = keys + [c for c in CONFIG_COLUMNS if c not in keys] + [
-        "score", "score_std", "seeds", "failed", "daggers", "dagger", "invalid_rate", "best_step", "best_lenient_step",
+        "setting", "score", "score_std", "seeds", "failed", "daggers", "dagger", "invalid_rate", "best_step", "best_lenient_step",
         "metrics", "strict_score", "strict_std", "lenient_score", "lenient_std", "invalid_std"]
     if frame.empty:
         return pd.DataFrame(columns=columns)
@@ -214,6 +172,7 @@ def task_scores(frame: pd.DataFrame, *, lenient: bool = False, by: Sequence[str]
         rows.append({
             **{column: first[column] for column in CONFIG_COLUMNS if column in group.columns and column not in keys},
             **dict(zip(keys, key)),
+            "setting": first["setting"] if "setting" in group.columns else None,
             "score": float(scores.mean()) if len(scores) else math.nan,
             "score_std": float(scores.std(ddof=1)) if len(scores) > 1 else 0.0,
             "seeds": int(len(scores)),
@@ -242,7 +201,7 @@ def _sorted(scores: pd.DataFrame) -> pd.DataFrame:
         _method=scores["method"].map(lambda m: method_rank.get(m, len(method_rank))) if "method" in scores else 0,
     )
     if "variant" in keyed.columns:
-        ranks = {v: i for i, v in enumerate(sorted(set(keyed["variant"]), key=variant_key))}
+        ranks = {v: i for i, v in enumerate(sort_variants(keyed, keyed["variant"]))}
         keyed["_variant"] = keyed["variant"].map(ranks)
     sort = [c for c in ("backbone", "_method", "_variant", "dropout") if c in keyed.columns] + ["_task"]
     keyed = keyed.sort_values(sort, kind="stable")
@@ -335,7 +294,8 @@ def factor_table(scores: pd.DataFrame, factor: str, *, rows: Sequence[str] = ("b
         empty = pd.DataFrame()
         return empty, empty
     values = list(dict.fromkeys(scores[factor]))
-    values = sorted(values, key=variant_key) if factor == "variant" else sorted(values, key=lambda v: (isinstance(v, str), v))
+    values = sort_variants(scores, values) if factor == "variant" else \
+        sorted(values, key=lambda v: (isinstance(v, str), value_key(factor, v)))
     names = {v: _factor_name(factor, v) for v in values}
     formatted, numeric = [], []
     for key, group in scores.groupby(list(rows), sort=False, dropna=False):
