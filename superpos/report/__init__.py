@@ -5,7 +5,9 @@ one row per setting x task) -> a table (:func:`method_table`, :func:`factor_tabl
 :func:`beside_paper`) or a figure (:mod:`.figures`) -> :func:`publish_table` / :func:`publish_figure`
 (files under ``results/<profile>/``, with a :func:`caption` naming model, data, budget and seeds).
 
-Modules: ``tables`` (Table 1 layout, ablations, curves), ``stability`` (standardized overall scoring,
+Modules: ``names`` (display names and orders), ``settings`` (a setting's label and sort key), ``scores``
+(seeds averaged per setting x task; curves), ``tables`` (Table 1 layout, ablations, costs), ``beside`` (the
+paper's numbers beside ours), ``stability`` (standardized overall scoring,
 Table 2; weight similarity, Figure 2d), ``figures``, ``paper`` (the paper's Tables 1-3 as data),
 ``readout`` (nearest-token readouts of prompts), ``output`` (captions and files), ``glance`` (the paper's
 claims judged on a store's runs).
@@ -18,9 +20,11 @@ from .paper import PAPER_MODELS, paper_model, paper_table2, paper_task_scores, p
 from .readout import nearest_tokens, readout_table
 from .stability import (beside_paper_table2, distinctiveness, paper_table2_check, stability_table,
                         standardized_overall, standardized_scores, weight_similarity)
-from .tables import (beside_paper, cost_table, factor_table, learning_curves, loss_curves, method_label,
-                     method_table, paper_table, select, task_label, task_order, task_scores, variant_label,
-                     with_variants)
+from .beside import beside_paper, paper_table
+from .names import method_label, task_label, task_order, variant_label
+from .scores import learning_curves, loss_curves, select, task_scores, with_variants
+from .settings import Variant
+from .tables import cost_table, factor_table, method_table
 
 __all__ = [
     "CLAIMS", "glance",
@@ -32,5 +36,5 @@ __all__ = [
     "beside_paper_table2", "distinctiveness", "paper_table2_check", "stability_table", "standardized_overall",
     "standardized_scores", "weight_similarity",
     "beside_paper", "cost_table", "factor_table", "learning_curves", "loss_curves", "method_label", "method_table",
-    "paper_table", "select", "task_label", "task_order", "task_scores", "variant_label", "with_variants",
+    "paper_table", "select", "task_label", "task_order", "task_scores", "variant_label", "with_variants", "Variant",
 ]

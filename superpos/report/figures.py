@@ -22,7 +22,8 @@ import pandas as pd
 from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
 from .settings import value_key, variant_sorter
-from .tables import dropout_mark, method_label, select, task_label, task_order
+from .names import dropout_mark, method_label, task_label, task_order
+from .scores import select
 
 STEP_LABEL = "training step (optimizer updates)"
 LOSS_LABEL = "training loss (token cross-entropy)"
@@ -244,7 +245,7 @@ def plot_factor(scores: pd.DataFrame, factor: str, *, xlabel: str, log2: bool = 
     ``n_prompts``, ``init``, ``variant``), three rows of panels (strict %, lenient %, invalid labels %),
     one column per backbone. ``kind="line"``: the factor on x, one line per task; ``kind="bar"``: tasks
     on x, one bar (one colour) per factor value, in the factor's order. Error bars ± one std over seeds.
-    ``where``: :func:`~superpos.report.tables.select` conditions applied first."""
+    ``where``: :func:`~superpos.report.scores.select` conditions applied first."""
     if where:
         scores = select(scores, **where)
     if scores.empty:

@@ -22,7 +22,8 @@ import math
 
 import pandas as pd
 
-from .tables import task_order, task_scores
+from .names import task_order
+from .scores import task_scores
 
 CLAIMS = {
     "superpos": "SuperPos-Prompt beats the other prompt methods",

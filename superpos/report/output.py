@@ -71,7 +71,7 @@ def describe_budget(frame: pd.DataFrame) -> str:
 
 
 def describe_data(frame: pd.DataFrame) -> str:
-    from .tables import task_label, task_order
+    from .names import task_label, task_order
 
     tasks = task_order(_values(frame, "task"))
     if not tasks:
@@ -88,7 +88,7 @@ def describe_truncation(frame: pd.DataFrame) -> str:
     or nothing for records that predate the measurement."""
     if "truncated_train" not in frame.columns:
         return ""
-    from .tables import task_label, task_order
+    from .names import task_label, task_order
 
     parts = []
     for task in task_order(_values(frame, "task")):

@@ -61,7 +61,7 @@ def nearest_tokens(frame: pd.DataFrame, where, *, k: int = 5, load=None) -> pd.D
     (default :func:`superpos.backbones.load_backbone`), called at most once per backbone and only for runs
     without a cached readout.
     """
-    from .tables import with_variants
+    from .scores import with_variants
 
     store = open_store(where)
     if frame.empty:
@@ -99,7 +99,7 @@ def nearest_tokens(frame: pd.DataFrame, where, *, k: int = 5, load=None) -> pd.D
 def readout_table(readouts: pd.DataFrame, *, digits: int = 2) -> pd.DataFrame:
     """Display form: one row per (backbone, task, variant, seed, prompt token), the nearest tokens as
     ``token (cos)`` joined by `` · ``."""
-    from .tables import method_label, task_label
+    from .names import method_label, task_label
 
     if readouts.empty:
         return pd.DataFrame(columns=["Backbone", "Task", "Method", "Seed", "Prompt token", "Nearest tokens (cosine)"])

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from .paper import MODEL_LABELS, paper_table2, paper_task_scores
-from .tables import dropout_mark, method_label, task_label, task_order
+from .names import dropout_mark, method_label, task_label, task_order
 
 SETTING = ("backbone", "method", "variant", "dropout")
 
@@ -144,7 +144,7 @@ def weight_similarity(frame: pd.DataFrame) -> pd.DataFrame:
     columns = ["backbone", "variant", "dropout", "prompt", "task_a", "task_b", "cosine", "seeds"]
     if frame.empty:
         return pd.DataFrame(columns=columns)
-    from .tables import with_variants
+    from .scores import with_variants
 
     runs = with_variants(frame)
     runs = runs[(runs["method"] == "superpos") & (runs["status"] == "done")]
