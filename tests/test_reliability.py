@@ -187,6 +187,45 @@ def test_a_kill_at_any_write_resumes_to_the_uninterrupted_record(method, tmp_pat
     assert len(cases) == (18 if method == "attempt" else 20)
 
 
+DYING_CHILD = textwrap.dedent("""
+    import json, os, sys
+    from pathlib import Path
+    import superpos.engine.store as store
+    from superpos.engine import ResultsStore, RunConfig, run
+
+    config, root, at = RunConfig.from_dict(json.loads(sys.argv[1])), sys.argv[2], int(sys.argv[3])
+    real, calls = store.write_synced, []
+
+    def dying(path, data):
+        calls.append(path)
+        if len(calls) == at:  # half the bytes, then gone: no handler, no cleanup
+            Path(path).write_bytes(data[:len(data) // 2])
+            os._exit(9)
+        real(path, data)
+
+    store.write_synced = dying
+    run(config, ResultsStore(root), progress=False)
+""")
+
+
+def test_a_process_that_dies_mid_write_leaves_nothing_that_changes_the_record(tmp_path):
+    config = tiny()
+    reference_store = ResultsStore(tmp_path / "reference")
+    reference = run(config, reference_store, progress=False)
+    store = ResultsStore(tmp_path / "s")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TQDM_DISABLE": "1"}
+    # Writes: checkpoints of steps 2 and 4 (two files each), the best state, then the prompt: it dies there.
+    child = subprocess.run([sys.executable, "-c", DYING_CHILD, json.dumps(config.to_dict()), str(store.root), "6"],
+                           env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert child.returncode == 9, child.stderr
+    assert list(store.prompts_dir.glob(".*.tmp"))  # the torn prompt, under its temporary name only
+    assert store.get(config.resolved().run_hash()) is None
+    record = run(config, store, progress=False)
+    assert record["resumed"] is True
+    same_run(record, reference, store, reference_store)
+    assert leftovers(store) == []
+
+
 def test_a_checkpoint_is_one_folder_that_names_its_step(tmp_path, monkeypatch):
     store = ResultsStore(tmp_path / "s")
     with pytest.MonkeyPatch.context() as patch:
