@@ -180,7 +180,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(sst2_dir, tmp_path):
     deadline = time.time() + 120
     progress = None
     while time.time() < deadline and process.poll() is None:
-        found = list((store / "checkpoints").glob("*/progress.json"))
+        found = list((store / "checkpoints").glob("*/step-*/progress.json"))
         if found and json.loads(found[0].read_text())["step"] >= 4:
             progress = found[0]
             break
@@ -208,7 +208,7 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes(sst2_dir, tmp_path):
     process = subprocess.Popen([sys.executable, "-m", "superpos", *args], env=env, cwd=REPO,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
-    while time.time() < deadline and not list((tmp_path / "s" / "checkpoints").glob("*/progress.json")):
+    while time.time() < deadline and not list((tmp_path / "s" / "checkpoints").glob("*/step-*/progress.json")):
         time.sleep(0.05)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)

@@ -138,7 +138,8 @@ def run_configs(configs: list[RunConfig], store: ResultsStore, *, retry_failed: 
 
     from .train import run as run_one
 
-    store.ensure_writable()
+    if not all(store.is_done(config.run_hash()) for config in configs):  # reading needs no write access
+        store.ensure_writable()
     if executor == "ray":
         from .ray_executor import run_configs_on_ray
 

@@ -95,7 +95,6 @@ def run_configs_on_ray(configs: Iterable[RunConfig], store: ResultsStore, addres
 
     ray = _import_ray()
     configs = [as_run_config(config).resolved() for config in configs]
-    store.ensure_writable()
     store_root = str(Path(store.root).resolve())
     env_vars = {name: os.environ[name] for name in FORWARDED_VARIABLES if name in os.environ}
     hashes = [config.run_hash() for config in configs]
@@ -120,10 +119,11 @@ def run_configs_on_ray(configs: Iterable[RunConfig], store: ResultsStore, addres
             settle(run_hash, {**existing, "cached": True}, "cached" if existing["status"] == "done" else "failed")
         elif run_hash not in {h for h, _ in waiting}:
             waiting.append((run_hash, config))
-    if not waiting:  # everything is in the store already: no Ray needed
+    if not waiting:  # everything is in the store already: no Ray needed, and no write access
         bar.close()
         result.records = [records[h] for h in dict.fromkeys(hashes)]
         return result
+    store.ensure_writable()
 
     started_here = _init_ray(ray, address)
     try:

@@ -4,9 +4,17 @@ The loop follows the paper (§4.4): AdamW with the method's lr and weight decay,
 evaluation on the validation split every epoch (or every k steps) by greedy generation,
 best-epoch selection. Everything needed to resume sits in a checkpoint written at every eval
 point and on Ctrl-C; a resumed run on CPU ends with exactly the uninterrupted run's result.
+
+A checkpoint is one folder published by one rename (see the store), and is checked against the run
+(configuration, format, steps of its two files, tensor shapes) before it is used: one that does not fit
+is set aside in one line and the run resumes from an older one or starts over. One process trains a run
+at a time (the store's lock per run). A run keeps the method's trainable state at its best evaluation
+point; the record's prompt, state and analysis are that point's, like its scores.
 """
 from __future__ import annotations
 
+import io
+import json
 import math
 import platform
 import resource
@@ -24,9 +32,18 @@ from ..backbones.precision import resolve_precision
 from ..paths import REPO_ROOT
 from .config import CODE_VERSION, RunConfig, as_run_config
 from .evaluate import evaluate, max_new_tokens_for
-from .store import ResultsStore, atomic_write_bytes, atomic_write_json
+from .store import ResultsStore, atomic_write_bytes, note
 
 LOSS_POINTS = 400  # the loss curve keeps about this many points, whatever the run length
+#: Layout of a checkpoint's files; a checkpoint of another format is set aside, never guessed at.
+CHECKPOINT_FORMAT = 2
+#: The trainer's mutable state kept in ``progress.json``, with the JSON types each field must have.
+PROGRESS_FIELDS = {"step": int, "history": list, "loss_curve": list, "best": (dict, type(None)),
+                   "best_lenient": (dict, type(None)),
+                   "train_seconds": (int, float), "eval_seconds": (int, float), "train_tokens": int,
+                   "pending_loss": list}
+BUSY_CHOICES = ("wait", "skip")
+_CLEANED_STORES: set[str] = set()
 
 
 class RunError(ValueError):
@@ -38,36 +55,88 @@ class NonFiniteLoss(RuntimeError):
 
 
 # ---------------------------------------------------------------- public entry point
-def run(config: RunConfig | dict, store: ResultsStore, *, retry_failed: bool = False, progress: bool = True) -> dict:
+def run(config: RunConfig | dict, store: ResultsStore, *, retry_failed: bool = False, progress: bool = True,
+        busy: str = "wait") -> dict:
     """Run ``config`` unless the store already has it; return its record (``record["cached"]`` says which).
 
-    Resumes from the store's checkpoint when one exists. A non-finite loss ends the run with
-    status ``failed``; any other exception propagates after the checkpoint is safe.
+    Resumes from the newest checkpoint that fits the run. A non-finite loss ends the run with status
+    ``failed``; any other exception propagates after the checkpoint is safe. Only one process trains a run:
+    when another one holds it, ``busy="wait"`` waits for it (one line says so) and serves its record, and
+    ``busy="skip"`` returns at once a ``status: "busy"`` stand-in that is not stored.
     """
+    if busy not in BUSY_CHOICES:
+        raise ValueError(f"busy: must be one of {', '.join(BUSY_CHOICES)}, got {busy!r}")
     config = as_run_config(config).resolved()
     run_hash = config.run_hash()
     record = store.get(run_hash)
-    if record is not None and (record["status"] == "done" or not (retry_failed or record.get("retryable"))):
+    if serves(record, retry_failed):
         return {**record, "cached": True}
     store.ensure_writable()
-    source_prompts = load_source_prompts(config, store)
-    return {**Trainer(config, run_hash, store, source_prompts, progress=progress).fit(), "cached": False}
+    clean_store_once(store)
+    with store.lock(run_hash, wait=busy == "wait", label=config.label()) as lock:
+        if not lock.held:
+            return busy_record(config, run_hash, lock.holder())
+        record = store.get(run_hash)  # the record may have appeared while this process waited for the lock
+        if serves(record, retry_failed and not lock.waited):
+            return {**record, "cached": True}
+        source_prompts = load_source_prompts(config, store)
+        return {**Trainer(config, run_hash, store, source_prompts, progress=progress).fit(), "cached": False}
+
+
+def serves(record: dict | None, retry_failed: bool) -> bool:
+    """Whether a stored record answers the run: done, or failed and not to be retried."""
+    return record is not None and (record["status"] == "done" or not (retry_failed or record.get("retryable")))
+
+
+def busy_record(config: RunConfig, run_hash: str, holder: str) -> dict:
+    """What ``run(busy="skip")`` returns for a run another process is training (never stored)."""
+    return {"hash": run_hash, "config": config.to_dict(), "status": "busy", "cached": False, "retryable": True,
+            "reason": f"being trained by another process ({holder}); skipped", "history": [], "loss_curve": [],
+            "best": None, "analysis": {}, "prompt_path": None, "state_path": None}
+
+
+def clean_store_once(store: ResultsStore) -> None:
+    """The store's stale leftovers are removed at the first run this process starts in it (best effort)."""
+    key = str(store.root.resolve())
+    if key in _CLEANED_STORES:
+        return
+    _CLEANED_STORES.add(key)
+    try:
+        store.clean_stale()
+    except OSError as error:
+        note(f"could not clean stale files in {store.root} ({error.strerror or error})")
 
 
 def load_source_prompts(config: RunConfig, store: ResultsStore) -> torch.Tensor | None:
-    """ATTEMPT's source prompts [k, n, d], from the stored prompts of finished source runs."""
+    """ATTEMPT's source prompts [k, n, d], from the stored prompts of finished source runs: each one's best
+    evaluation point, or its last step (``source_point`` of the method config)."""
     if not config.sources:
         return None
+    point = config.method_config.get("source_point", "best")
+    return torch.stack([source_prompt(store, source, point) for source in config.sources])
+
+
+def source_prompt(store: ResultsStore, source: str, point: str) -> torch.Tensor:
+    """The ``[n, d]`` prompt of source run ``source`` at ``point`` ("best" or "last")."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    prompts = []
-    for source in config.sources:
-        record = store.get(source)
-        if record is None or record["status"] != "done" or not record.get("prompt_path"):
-            raise RunError(f"sources: dependency run {source} is not finished in {store.root}; run the source tasks first "
-                           "(a grid with attempt_sources does this)")
-        prompts.append(load_file(str(store.root / record["prompt_path"]))["prompt"])
-    return torch.stack(prompts)
+    record = store.get(source)
+    if record is None or record["status"] != "done" or not record.get("prompt_path"):
+        raise RunError(f"sources: dependency run {source} is not finished in {store.root}; run the source tasks first "
+                       "(a grid with attempt_sources does this)")
+    try:
+        tensors = load_file(str(store.root / record["prompt_path"]))
+    except (OSError, SafetensorError) as error:
+        raise RunError(f"sources: the prompt of source run {source} ({store.root / record['prompt_path']}) cannot be "
+                       f"read ({error}); retrain it: remove {store.record_path(source)} and run it again") from None
+    if not record.get("state_path"):  # older code: no best-point state, and the prompt file is the last step's
+        if point == "last":
+            return tensors["prompt"]
+        raise RunError(f"sources: source run {source} was stored by older code without its best-point prompt; "
+                       f"retrain it (remove {store.record_path(source)} and run it again, e.g. its grid) "
+                       "or set source_point=last")
+    return tensors["prompt"] if point == "best" else tensors["last"]
 
 
 # ---------------------------------------------------------------- helpers
@@ -164,8 +233,6 @@ def truncation_rates(backbone, train_examples: list, eval_examples: list, max_in
 # ---------------------------------------------------------------- the trainer
 class Trainer:
     def __init__(self, config: RunConfig, run_hash: str, store: ResultsStore, source_prompts, *, progress: bool = True):
-        from ..backbones import load_backbone
-        from ..methods import METHODS, build_method
         from ..tasks import get_task
 
         self.config, self.run_hash, self.store, self.progress = config, run_hash, store, progress
@@ -184,13 +251,8 @@ class Trainer:
         # bf16 only where the device runs it natively (precision.py); full fine-tuning trains the backbone's own
         # weights, so they stay fp32 and bf16 enters through autocast.
         self.precision, self.precision_reason = resolve_precision(config.dtype, self.device)
-        self.backbone = load_backbone(config.backbone, dropout=config.dropout, dropout_rate=config.dropout_rate,
-                                      device=str(self.device),
-                                      dtype="fp32" if config.method == "full" else self.precision)
-        method_config = METHODS[config.method][0].from_dict(config.method_config)
-        self.method = build_method(method_config, self.backbone, label_words=self.task.label_words,
-                                   source_prompts=source_prompts, seed=config.seed).to(self.device)
-        self.optimizer = torch.optim.AdamW(self.method.param_groups())
+        self.source_prompts = source_prompts
+        self.build()
         self.truncation = truncation_rates(self.backbone, self.train_examples, self.dev_examples,
                                            config.max_input_tokens)
         self.max_new_tokens = max_new_tokens_for(self.backbone, self.task)
@@ -213,6 +275,22 @@ class Trainer:
         self.eval_seconds = 0.0
         self.train_tokens = 0
         self.pending_loss: list[float] = []
+        self.best_state: dict[str, torch.Tensor] | None = None  # the method's state at ``best``, on CPU
+
+    def build(self) -> None:
+        """Backbone, method and optimizer as a fresh run starts them (seeded, so always the same)."""
+        from ..backbones import load_backbone
+        from ..methods import METHODS, build_method
+
+        config = self.config
+        torch.manual_seed(config.seed)
+        self.backbone = load_backbone(config.backbone, dropout=config.dropout, dropout_rate=config.dropout_rate,
+                                      device=str(self.device),
+                                      dtype="fp32" if config.method == "full" else self.precision)
+        method_config = METHODS[config.method][0].from_dict(config.method_config)
+        self.method = build_method(method_config, self.backbone, label_words=self.task.label_words,
+                                   source_prompts=self.source_prompts, seed=config.seed).to(self.device)
+        self.optimizer = torch.optim.AdamW(self.method.param_groups())
 
     # -- data order: a function of (seed, epoch) only, so a resumed run sees the same batches
     def epoch_order(self, epoch: int) -> list[int]:
@@ -276,54 +354,121 @@ class Trainer:
             selected = {"step": self.step, "epoch": point["epoch"], "dev": point, "test": test}
             if improved:
                 self.best = selected
+                self.save_best_state()
             if lenient_improved:
                 self.best_lenient = selected
         self.history.append(point)
         self.eval_seconds += time.perf_counter() - started
         return point
 
+    # -- the best point's state
+    def save_best_state(self) -> None:
+        """Keep a CPU copy of the method's trainable state at this new best point; later checkpoints carry it
+        and the finished run writes it to ``states/<hash>.safetensors``. Full fine-tuning keeps none (its
+        state is the whole backbone: ``keeps_best_state`` in the method)."""
+        if self.method.keeps_best_state:
+            self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in self.method.trainable_state().items()}
+
     # -- checkpoints
+    def eval_buffers(self) -> dict[str, torch.Tensor]:
+        """The method's non-persistent buffers (statistics of evaluation passes, e.g. ATTEMPT's mean
+        attention): not part of its state, but of a checkpoint, so a resumed run's analysis is the same."""
+        persistent = set(self.method.state_dict())
+        return {name: value.detach().cpu().clone() for name, value in self.method.named_buffers()
+                if name not in persistent}
+
     def save_checkpoint(self) -> None:
-        folder = self.store.checkpoint_dir(self.run_hash)
-        tensors = {"method": self.method.trainable_state(), "optimizer": self.optimizer.state_dict(),
+        """Write the trainer's whole mutable state as the checkpoint of this step (one atomic unit)."""
+        tensors = {"format": CHECKPOINT_FORMAT, "hash": self.run_hash, "step": self.step,
+                   "method": self.method.trainable_state(), "buffers": self.eval_buffers(),
+                   "best_state": self.best_state, "optimizer": self.optimizer.state_dict(),
                    "rng": torch.get_rng_state(),
                    "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None}
-        import io
-
         buffer = io.BytesIO()
         torch.save(tensors, buffer)
-        atomic_write_bytes(folder / "state.pt", buffer.getvalue())
-        # The JSON goes last: a checkpoint counts only when its JSON names the step of its state.
-        atomic_write_json(folder / "progress.json", {
-            "step": self.step, "history": self.history, "loss_curve": self.loss_curve, "best": self.best,
-            "best_lenient": self.best_lenient, "train_seconds": self.train_seconds, "eval_seconds": self.eval_seconds, "train_tokens": self.train_tokens,
-            "pending_loss": self.pending_loss, "config": self.config.to_dict()})
+        progress = {key: getattr(self, key) for key in PROGRESS_FIELDS}
+        progress.update({"format": CHECKPOINT_FORMAT, "hash": self.run_hash, "config": self.config.to_dict()})
+        self.store.write_checkpoint(self.run_hash, self.step, {
+            "state.pt": buffer.getvalue(),
+            "progress.json": (json.dumps(progress, indent=1, sort_keys=True) + "\n").encode()})
 
-    def try_resume(self) -> bool:
-        import json
+    def resume(self) -> bool:
+        """Load the newest checkpoint that fits this run; set aside, in one line each, those that do not.
 
+        True when the run resumed; False when it starts over (the trainer is then as freshly built).
+        """
+        self.store.clean_checkpoint_leftovers(self.run_hash)  # this process holds the run's lock
+        self.drop_old_layout()
+        for step, folder in self.store.checkpoints(self.run_hash):
+            try:
+                progress = json.loads((folder / "progress.json").read_text())
+                tensors = torch.load(folder / "state.pt", map_location="cpu", weights_only=True)
+                problem = self.checkpoint_problem(step, progress, tensors)
+            except Exception as error:  # a damaged file fails in many ways; each one means "unusable"
+                problem = f"unreadable: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+            if problem is None:
+                try:
+                    self.load_checkpoint(progress, tensors)
+                    return True
+                except Exception as error:  # passed the checks but did not load: back to a fresh start
+                    problem = f"does not load: {type(error).__name__}: {error}"
+                    self.build()
+            self.store.reject_checkpoint(folder, problem)
+        return False
+
+    def drop_old_layout(self) -> None:
+        """A checkpoint of older code (``state.pt`` and ``progress.json`` written one after the other, no step
+        in the state) cannot be checked for a torn write: it is removed and the run starts over."""
         folder = self.store.checkpoint_dir(self.run_hash)
-        try:
-            progress = json.loads((folder / "progress.json").read_text())
-            tensors = torch.load(folder / "state.pt", map_location=self.device, weights_only=False)
-        except (OSError, ValueError, RuntimeError, EOFError):
-            return False
+        old = [folder / name for name in ("state.pt", "progress.json") if (folder / name).is_file()]
+        if old:
+            note(f"checkpoint {folder.name} was written by older code and cannot be checked; the run starts over")
+            for path in old:
+                path.unlink(missing_ok=True)
+
+    def checkpoint_problem(self, step: int, progress: Any, tensors: Any) -> str | None:
+        """Why a checkpoint (its ``progress.json`` and ``state.pt``) does not fit this run, or None."""
+        if not isinstance(progress, dict) or not isinstance(tensors, dict):
+            return "not a checkpoint"
+        if progress.get("format") != CHECKPOINT_FORMAT or tensors.get("format") != CHECKPOINT_FORMAT:
+            return "another checkpoint format"
+        if progress.get("hash") != self.run_hash or tensors.get("hash") != self.run_hash \
+                or progress.get("config") != self.config.to_dict():
+            return "it belongs to another run configuration"
+        for key, kinds in PROGRESS_FIELDS.items():
+            if not isinstance(progress.get(key), kinds) or isinstance(progress.get(key), bool):
+                return f"progress.json has no valid {key!r}"
+        if not progress["step"] == tensors.get("step") == step:
+            return f"its files are of steps {progress['step']} and {tensors.get('step')}, its name says {step}"
+        if not 0 < step <= self.total_steps:
+            return f"step {step} is outside this run's {self.total_steps} steps"
+        own = self.method.trainable_state()
+        problem = tensor_dict_problem(tensors.get("method"), own, "method state")
+        problem = problem or tensor_dict_problem(tensors.get("buffers"), self.eval_buffers(), "evaluation buffers")
+        if self.method.keeps_best_state and (progress["best"] is None) != (tensors.get("best_state") is None):
+            problem = problem or "its best point and best state disagree"
+        if tensors.get("best_state") is not None:
+            problem = problem or tensor_dict_problem(tensors["best_state"], own, "best state")
+        return problem or optimizer_problem(tensors.get("optimizer"), self.optimizer)
+
+    def load_checkpoint(self, progress: dict, tensors: dict) -> None:
+        """Put a checked checkpoint's state into the method, the optimizer, the RNGs and the trainer."""
         self.method.load_trainable_state(tensors["method"])
+        for name, value in tensors["buffers"].items():
+            self.method.get_buffer(name).copy_(value)
         self.optimizer.load_state_dict(tensors["optimizer"])
         torch.set_rng_state(tensors["rng"])
         if tensors.get("cuda_rng") is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state_all(tensors["cuda_rng"])
-        for key in ("step", "history", "loss_curve", "best", "train_seconds", "eval_seconds", "train_tokens",
-                    "pending_loss"):
+        for key in PROGRESS_FIELDS:
             setattr(self, key, progress[key])
-        self.best_lenient = progress.get("best_lenient")
-        return True
+        self.best_state = tensors["best_state"]
 
     # -- the loop
     def fit(self) -> dict:
         from tqdm.auto import tqdm
 
-        resumed = self.try_resume()
+        resumed = self.resume()
         if not resumed:
             torch.manual_seed(self.config.seed)
         status, reason = "done", None
@@ -357,18 +502,22 @@ class Trainer:
         return self.finish(status, reason, resumed)
 
     def finish(self, status: str, reason: str | None, resumed: bool) -> dict:
-        prompt_path = None
+        """Write the finished run: best-point state, prompt, then the record; then drop its checkpoints."""
+        prompt_path = state_path = None
+        analysis: dict = {}
         if status == "done":
-            try:
-                prompt = self.method.export_prompt().detach().float().cpu().contiguous()
-            except NotImplementedError:
-                prompt = None
+            last_prompt = self.exported_prompt()
+            if self.best_state is not None:  # the record's scores are the best point's: so are its prompt and state
+                self.method.load_trainable_state(self.best_state)
+                state_path = self.write_file(self.store.state_path(self.run_hash),
+                                             self.method.state_file_bytes(self.best_state))
+            prompt = self.exported_prompt()
             if prompt is not None:
                 from safetensors.torch import save
 
-                path = self.store.prompt_path(self.run_hash)
-                atomic_write_bytes(path, save({"prompt": prompt}))
-                prompt_path = str(path.relative_to(self.store.root))
+                prompt_path = self.write_file(self.store.prompt_path(self.run_hash),
+                                              save({"prompt": prompt, "last": last_prompt}))
+            analysis = self.method.analysis_state()
         steps_done = max(self.step, 1)
         train_seconds = max(self.train_seconds, 1e-9)
         record = {
@@ -382,8 +531,9 @@ class Trainer:
             "loss_curve": self.loss_curve,
             "best": self.best,
             "best_lenient": self.best_lenient,
-            "analysis": self.method.analysis_state() if status == "done" else {},
+            "analysis": analysis,
             "prompt_path": prompt_path,
+            "state_path": state_path,
             "data": {"train_examples": len(self.train_examples), "dev_examples": len(self.dev_examples),
                      "test_examples": len(self.test_examples), "max_new_tokens": self.max_new_tokens,
                      "truncated": self.truncation},
@@ -402,10 +552,50 @@ class Trainer:
                            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")},
         }
         self.store.put(record)
-        import shutil
-
-        shutil.rmtree(self.store.checkpoint_dir(self.run_hash), ignore_errors=True)
+        self.store.remove_checkpoints(self.run_hash)
         return record
+
+    def exported_prompt(self) -> torch.Tensor | None:
+        """The method's prompt ``[n, d]`` as a contiguous CPU float32 tensor; None when it has no single prompt."""
+        try:
+            return self.method.export_prompt().detach().float().cpu().contiguous()
+        except NotImplementedError:
+            return None
+
+    def write_file(self, path, data: bytes) -> str:
+        """Write ``data`` atomically to ``path`` in the store; return the path relative to the store."""
+        atomic_write_bytes(path, data)
+        return str(path.relative_to(self.store.root))
+
+
+def tensor_dict_problem(saved: Any, own: dict[str, torch.Tensor], what: str) -> str | None:
+    """Why ``saved`` is not a state with ``own``'s names, shapes and dtypes (None when it is)."""
+    if not isinstance(saved, dict) or set(saved) != set(own):
+        return f"its {what} names other tensors"
+    for key, value in saved.items():
+        if not isinstance(value, torch.Tensor) or value.shape != own[key].shape or value.dtype != own[key].dtype:
+            return f"its {what} {key!r} does not fit (different config or backbone?)"
+    return None
+
+
+def optimizer_problem(saved: Any, optimizer: torch.optim.Optimizer) -> str | None:
+    """Why ``saved`` is not a state of ``optimizer`` (same groups, same parameter shapes), or None."""
+    groups = saved.get("param_groups") if isinstance(saved, dict) else None
+    if not isinstance(groups, list) or not isinstance(saved.get("state"), dict) \
+            or len(groups) != len(optimizer.param_groups):
+        return "its optimizer state does not fit"
+    shapes = {}
+    for group, own in zip(groups, optimizer.param_groups):
+        if not isinstance(group, dict) or len(group.get("params", ())) != len(own["params"]):
+            return "its optimizer state does not fit"
+        shapes.update({index: param.shape for index, param in zip(group["params"], own["params"])})
+    for index, state in saved["state"].items():
+        if index not in shapes or not isinstance(state, dict):
+            return "its optimizer state does not fit"
+        for key in ("exp_avg", "exp_avg_sq"):
+            if not isinstance(state.get(key), torch.Tensor) or state[key].shape != shapes[index]:
+                return "its optimizer state does not fit"
+    return None
 
 
 def device_name(device: torch.device) -> str:

@@ -20,7 +20,7 @@ import torch
 
 from ..config import ConfigBase
 from .attempt import AttemptConfig, AttemptPrompt
-from .base import CONFIG_FILE, STATE_FILE, MethodConfig, PromptMethod
+from .base import CONFIG_FILE, STATE_FILE, STATE_METADATA_KEY, MethodConfig, PromptMethod
 from .ept import EptConfig, EptPrompt
 from .full import FullConfig, FullFineTuning
 from .peft_export import export_peft_adapter, export_prompt_tensor_as_peft, read_peft_prompt
@@ -38,7 +38,8 @@ METHODS: dict[str, tuple[type[MethodConfig], type[PromptMethod], str]] = {
 }
 
 __all__ = [
-    "METHODS", "register_method", "build_method", "load_method", "method_config", "PromptMethod", "MethodConfig",
+    "METHODS", "register_method", "build_method", "load_method", "read_state_file", "method_config", "PromptMethod",
+    "MethodConfig",
     "SimpleConfig", "SimplePrompt", "SuperPosConfig", "SuperPosPrompt", "ResidualConfig", "ResidualPrompt",
     "AttemptConfig", "AttemptPrompt", "EptConfig", "EptPrompt", "FullConfig", "FullFineTuning",
     "export_peft_adapter", "export_prompt_tensor_as_peft", "read_peft_prompt",
@@ -105,24 +106,40 @@ def build_method(config: ConfigBase | dict[str, Any], backbone, *, label_words: 
     return built
 
 
-def load_method(folder: str | Path, backbone) -> PromptMethod:
-    """Rebuild a method saved with ``method.save(folder)`` on ``backbone``: same prompt, same outputs."""
+def load_method(path: str | Path, backbone) -> PromptMethod:
+    """Rebuild a method on ``backbone``, with the same prompt and outputs: from a folder written by
+    ``method.save(folder)``, or from a state file written from ``method.state_file_bytes()`` (a run's
+    best-point state, ``states/<hash>.safetensors`` in a results store)."""
     from safetensors.torch import load_file
 
-    folder = Path(folder)
-    meta = json.loads((folder / CONFIG_FILE).read_text())
+    path = Path(path)
+    if path.is_file():
+        meta, state = read_state_file(path)
+    else:
+        meta, state = json.loads((path / CONFIG_FILE).read_text()), None
     name = meta.get("method")
     if name not in METHODS:
-        raise ValueError(f"method: {folder / CONFIG_FILE} names unknown method {name!r}")
+        raise ValueError(f"method: {path} names unknown method {name!r}")
     config = METHODS[name][0].from_dict(meta["config"])
     if meta.get("embed_dim") not in (None, backbone.embed_dim):
         raise ValueError(f"method: saved for embed_dim={meta['embed_dim']}, the backbone has {backbone.embed_dim}")
-    if name == "full":
+    if name == "full" and state is None:
         built = build_method(config, backbone, seed=meta.get("seed", 0))
-        built.load_saved_state(folder)
+        built.load_saved_state(path)
         return built
-    state = load_file(str(folder / STATE_FILE))
+    state = load_file(str(path / STATE_FILE)) if state is None else state
     built = build_method(config, backbone, seed=meta.get("seed", 0), label_words=meta.get("label_words"),
                          source_prompts=state.get("source_prompts"))
     built.load_trainable_state(state)
     return built
+
+
+def read_state_file(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """The method description and tensors of a state file (``method.state_file_bytes()``)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        text = (handle.metadata() or {}).get(STATE_METADATA_KEY)
+        if text is None:
+            raise ValueError(f"method: {path} is not a method state file (no {STATE_METADATA_KEY!r} metadata)")
+        return json.loads(text), {key: handle.get_tensor(key) for key in handle.keys()}

@@ -6,7 +6,9 @@ Pieces (shapes here):
 - ``source_prompts`` ``P_1..P_k [k, n, d]``: a *buffer*: prompts trained earlier on source tasks
   (the paper used QQP, QNLI, MNLI, SST-2, §4.4), kept frozen as in ATTEMPT (only the target prompt
   and the attention module train). The config names them (``sources``: run hashes or files); the
-  engine resolves the names and passes the tensors to ``build_method(source_prompts=...)``.
+  engine resolves the names and passes the tensors to ``build_method(source_prompts=...)``; a source
+  run's prompt is the one of its best evaluation point (``source_point``, as ATTEMPT's release keeps the
+  best checkpoint of each source prompt) or of its last step.
 - The attention module ``G`` (ATTEMPT's "sub" attention, the one of its released configs):
   ``h = LayerNorm(W_up SiLU(W_down x̂))`` with ``x̂ = max-pool of the input embeddings over tokens``,
   ``W_down: d -> 100`` and ``W_up: 100 -> d`` without biases (bottleneck 100: SuperPos §4.4).
@@ -53,9 +55,13 @@ class AttemptConfig(MethodConfig):
     nonlinearity: str = option("silu", help="Attention bottleneck nonlinearity: silu (ATTEMPT's code) or relu.")
     init: str = option("vocab", help="Target prompt init: 'vocab' (paper §4.4), 'uniform' or 'labels'.")
     vocab_top_k: int | None = option(None, help="Sample vocab inits among the top-k most frequent tokens only.")
+    source_point: str = option("best", help="Which prompt of each source run to use: 'best' (its best evaluation "
+                                            "point; ATTEMPT's release keeps the best checkpoint of a source "
+                                            "prompt) or 'last' (its final step).")
 
     def validate(self) -> None:
         super().validate()
+        check_choice(self.source_point, "source_point", ("best", "last"))
         require(isinstance(self.sources, (list, tuple)) and all(isinstance(s, str) for s in self.sources),
                 "sources", f"must be a list of names, got {self.sources!r}")
         self.sources = list(self.sources)

@@ -26,6 +26,8 @@ from ..config import ConfigBase, option, require
 
 CONFIG_FILE = "config.json"
 STATE_FILE = "state.safetensors"
+#: The metadata entry of a state file (:meth:`PromptMethod.state_file_bytes`) that holds the method's description.
+STATE_METADATA_KEY = "superpos.method"
 
 
 # --------------------------------------------------------------------------- configs
@@ -182,6 +184,23 @@ class PromptMethod(nn.Module):
                                  f"the method expects {tuple(own[key].shape)} (different config or backbone?)")
         self.load_state_dict(state, strict=True)
 
+    #: Whether a run keeps this method's trainable state at its best evaluation point (``states/<hash>``).
+    keeps_best_state: ClassVar[bool] = True
+
+    def state_metadata(self) -> dict[str, Any]:
+        """What rebuilds the method besides its tensors: name, config, ``embed_dim`` and build info."""
+        return {"method": self.name, "config": self.config.to_dict(), "embed_dim": self.embed_dim, **self.build_info}
+
+    def state_file_bytes(self, state: dict[str, torch.Tensor] | None = None) -> bytes:
+        """``state`` (default: the current trainable state) as safetensors bytes, with :meth:`state_metadata`
+        in the file's metadata, so that :func:`superpos.methods.load_method` rebuilds the method from this one
+        file."""
+        from safetensors.torch import save
+
+        state = self.trainable_state() if state is None else state
+        tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
+        return save(tensors, metadata={STATE_METADATA_KEY: json.dumps(self.state_metadata(), sort_keys=True)})
+
     def save(self, folder: str | Path) -> Path:
         """Write ``config.json`` (method name, config, build info) and ``state.safetensors``."""
         from safetensors.torch import save_file
@@ -196,13 +215,15 @@ class PromptMethod(nn.Module):
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path, backbone) -> "PromptMethod":
-        """Rebuild a saved method on ``backbone`` (any method: dispatches on ``config.json``)."""
+    def load(cls, path: str | Path, backbone) -> "PromptMethod":
+        """Rebuild a saved method on ``backbone``: from a folder written by :meth:`save`, or from a state file
+        (:meth:`state_file_bytes`, e.g. a run's best-point state ``states/<hash>.safetensors``); any method,
+        dispatched on the saved name."""
         from . import load_method
 
-        method = load_method(folder, backbone)
+        method = load_method(path, backbone)
         if cls is not PromptMethod and not isinstance(method, cls):
-            raise ValueError(f"{folder}: holds a {method.name!r} method, not {cls.name!r}")
+            raise ValueError(f"{path}: holds a {method.name!r} method, not {cls.name!r}")
         return method
 
     def analysis_state(self) -> dict[str, list]:

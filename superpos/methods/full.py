@@ -43,6 +43,9 @@ class FullFineTuning(PromptMethod):
 
     name = "full"
     config_class = FullConfig
+    # The trainable state is the whole backbone: a copy at every improvement and a second model-sized file per
+    # run would cost more than the state is worth, so a run keeps none (its record says ``state_path: null``).
+    keeps_best_state = False
 
     def __init__(self, config: FullConfig, embed_dim: int, model: torch.nn.Module):
         super().__init__(config, embed_dim)
