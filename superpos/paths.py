@@ -54,4 +54,48 @@ OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFL
 
 def hub_is_offline() -> bool:
     """True when any of Hugging Face's offline variables is set to a true value."""
-    return any(os.environ.get(v, "").lower() in {"1", "true", "yes", "on"} for v in OFFLINE_VARIABLES)
+    return any(env_flag(v) for v in OFFLINE_VARIABLES)
+
+
+def env_flag(name: str) -> bool:
+    """Whether the environment variable ``name`` is set to a true value (1, true, yes, on; any case)."""
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+_REACHABLE: dict[tuple[str, int], str | None] = {}
+
+
+def hub_host() -> tuple[str, int]:
+    """The hub's host and port (``$HF_ENDPOINT``, default huggingface.co:443)."""
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    return url.hostname or "huggingface.co", url.port or (443 if url.scheme != "http" else 80)
+
+
+def hub_status(timeout: float = 1.5) -> str | None:
+    """``None`` when the hub answers a TCP connect within ``timeout`` s (DNS included), else why not in a few
+    words (offline variables set, or the host unreachable). The network answer is remembered per process."""
+    import socket
+    import threading
+
+    if hub_is_offline():
+        return f"off ({', '.join(v for v in OFFLINE_VARIABLES if env_flag(v))} set)"
+    host, port = hub_host()
+    if (host, port) not in _REACHABLE:
+        errors: list[str] = []
+
+        def connect():
+            try:
+                socket.create_connection((host, port), timeout=timeout).close()
+                errors.append("")
+            except OSError as error:
+                errors.append(type(error).__name__)
+        # A thread, because DNS lookups ignore socket timeouts and can hang for many seconds.
+        thread = threading.Thread(target=connect, daemon=True)
+        thread.start()
+        thread.join(timeout)
+        outcome = errors[0] if errors else "timeout"
+        _REACHABLE[(host, port)] = None if outcome == "" else f"unreachable ({host}:{port}: {outcome})"
+    return _REACHABLE[(host, port)]
+

@@ -21,6 +21,7 @@ import dataclasses
 from typing import Any, Sequence
 
 from .engine import GridSpec, expand
+from .tasks import PAPER_TASKS
 
 NOTEBOOKS = ("01_method", "02_dropout_ablation", "03_m_ablation", "04_softmax_variant", "05_stability_analysis",
              "06_prompt_tuning_baselines", "07_ept")
@@ -36,7 +37,6 @@ EPT_STAGES = {"decomposition": {"fusion": False, "projection": False},
               "fusion": {"fusion": True, "projection": False},
               "ept": {}}
 
-PAPER_TASKS = ("qqp", "qnli", "mnli", "sst2", "stsb", "mrpc", "cola", "multirc", "rte", "cb", "copa", "wic", "boolq")
 BBC_TASKS = ("bbc-topic", "bbc-same-topic", "bbc-next", "bbc-copa", "bbc-sts", "bbc-multirc")
 T5_SMALL, T5_BASE = "google/t5-small-lm-adapt", "google/t5-base-lm-adapt"
 

@@ -321,7 +321,9 @@ def test_hub_id_in_the_local_hf_cache_loads_offline(tmp_path, monkeypatch):
 def test_hub_reachability_check_is_bounded():
     from superpos.backbones import load as load_module
 
-    load_module._REACHABLE.clear()
+    from superpos import paths
+
+    paths._REACHABLE.clear()
     started = time.perf_counter()
     load_module.hub_reachable(timeout=1.0)
     assert time.perf_counter() - started < 1.5

@@ -28,7 +28,7 @@ SEPARATOR = "\nAnswer:"
 #: Causal models: text put before every target (BPE tokenizers fold the space into the word: " positive").
 TARGET_PREFIX = " "
 #: Label value that cross-entropy ignores (padding of the targets).
-IGNORE_INDEX = -100
+IGNORE_INDEX = fast.IGNORE_INDEX  # labels the loss skips (PyTorch cross-entropy's default)
 
 
 class BackboneError(ValueError):

@@ -6,14 +6,11 @@ import functools
 import importlib.util
 import logging
 import os
-import socket
-import threading
 from pathlib import Path
-from urllib.parse import urlparse
 
 import torch
 
-from ..paths import OFFLINE_VARIABLES, cache_dir, hub_is_offline
+from ..paths import OFFLINE_VARIABLES, cache_dir, hub_host, hub_is_offline, hub_status
 from . import tiny
 from .core import Backbone, BackboneError
 from .files import build_atomically
@@ -50,7 +47,7 @@ def load_backbone(name: str = DEFAULT_BACKBONE, *, dropout: bool = False, dropou
     ``"bf16"``, ``"fp16"``) defaults to float32; bfloat16 is fine on CUDA; float16 is refused for T5 (it
     overflows: NaN loss). Raises :class:`BackboneError` with one line, at once, when the model cannot be had.
     """
-    device = _resolve_device(device)
+    device = resolve_device(device)
     dtype = _resolve_dtype(dtype)
     if dtype == torch.float16 and "t5" in name.lower():  # checked again on the config once loaded
         raise BackboneError(_T5_FP16)
@@ -78,12 +75,13 @@ def load_backbone(name: str = DEFAULT_BACKBONE, *, dropout: bool = False, dropou
     return backbone
 
 
-def _resolve_device(device) -> torch.device:
+def resolve_device(device) -> torch.device:
+    """``"auto"`` -> CUDA when torch sees a GPU, else the CPU; a CUDA device without a GPU is a one-line error."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise BackboneError(f"device={device}: CUDA is not available here; use device='cpu'")
+        raise BackboneError(f"device={device}: CUDA is not available here (torch sees no GPU); use device='cpu'")
     return device
 
 
@@ -214,30 +212,12 @@ def _in_hf_cache(name: str) -> bool:
 
 
 def _hub_host() -> str:
-    return urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
-
-
-_REACHABLE: dict[str, bool] = {}
+    return hub_host()[0]
 
 
 def hub_reachable(timeout: float = 1.5) -> bool:
-    """Whether a TCP connection to the hub opens within ``timeout`` s (DNS included); remembered per process."""
-    host = _hub_host()
-    if host not in _REACHABLE:
-        result = []
-
-        def connect():
-            try:
-                socket.create_connection((host, 443), timeout=timeout).close()
-                result.append(True)
-            except OSError:
-                pass
-        # A thread, because DNS lookups ignore socket timeouts and can hang for many seconds.
-        thread = threading.Thread(target=connect, daemon=True)
-        thread.start()
-        thread.join(timeout)
-        _REACHABLE[host] = bool(result)
-    return _REACHABLE[host]
+    """Whether a TCP connection to the hub opens within ``timeout`` s (:func:`superpos.paths.hub_status`)."""
+    return hub_status(timeout) is None
 
 
 def _first_line(error: BaseException) -> str:

@@ -143,17 +143,19 @@ def source_prompt(store: ResultsStore, source: str, point: str) -> torch.Tensor:
 def tqdm_disabled() -> bool:
     """``TQDM_DISABLE=1`` silences the engine's bars even where ``progress=True`` is passed (tqdm's own
     environment default loses to an explicit ``disable=``); notebooks' kernels set it."""
-    import os
+    from ..paths import env_flag
 
-    return os.environ.get("TQDM_DISABLE", "").strip().lower() in {"1", "true", "yes", "on"}
+    return env_flag("TQDM_DISABLE")
 
 
 def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RunError("device: CUDA was asked for but torch sees no GPU")
-    return torch.device(name)
+    """``auto`` -> CUDA when torch sees a GPU, else the CPU; a CUDA device without a GPU is a one-line error."""
+    from ..backbones.load import resolve_device as resolve
+
+    try:
+        return resolve(name)
+    except ValueError as error:
+        raise RunError(f"device: {error}") from None
 
 
 def score_dict(score: Any) -> dict:

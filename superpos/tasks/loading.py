@@ -19,13 +19,11 @@ import ast
 import csv
 import json
 import os
-import socket
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from urllib.parse import urlparse
 
-from ..paths import OFFLINE_VARIABLES, hub_is_offline
+from ..paths import hub_is_offline, hub_status
 from .base import Task, TaskError
 
 DATA_ENV = "SUPERPOS_DATA"
@@ -53,20 +51,6 @@ def _child(folder: Path, names: Sequence[str]) -> Path | None:
         if entry.is_dir() and _simple(entry.name) in wanted:
             return entry
     return None
-
-
-def hub_reachable(timeout: float = 3.0) -> str | None:
-    """``None`` when the hub answers a TCP connect within ``timeout``; otherwise why not (one phrase)."""
-    if hub_is_offline():
-        on = [v for v in OFFLINE_VARIABLES if os.environ.get(v, "").lower() in {"1", "true", "yes", "on"}]
-        return f"off ({', '.join(on)} set)"
-    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme != "http" else 80)
-    try:
-        socket.create_connection((host, port), timeout=timeout).close()
-        return None
-    except OSError as err:
-        return f"unreachable ({host}:{port}: {err.__class__.__name__})"
 
 
 class BenchmarkTask(Task):
@@ -197,7 +181,7 @@ class BenchmarkTask(Task):
         looked = f"no {SPLIT_FILES[split][0]} file under {self.local_folder()}" if self.local_folder() else (
             f"no {self.official_dir}/ folder under {self.data_dir}" if self.data_dir else
             f"no data_dir given (pass data_dir=... or set ${DATA_ENV})")
-        why = hub_reachable()
+        why = hub_status(3.0)
         if why is None or hub_is_offline():
             try:
                 from datasets import load_dataset
