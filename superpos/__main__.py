@@ -1,13 +1,19 @@
-"""Command line: ``python -m superpos {list,run,grid,reproduce}``.
+"""Command line: ``python -m superpos {list,run,grid,reproduce,glance}``.
 
-Bad input exits with status 2 and one line on stderr, before any model loads.
+Bad input exits with status 2 and one line on stderr, before any model loads: a value of the wrong type
+(``--seed 1.5``), an unknown name, a bad grid file, a local model folder without weights, and also a disk
+that fills up or a results folder that turns read-only part-way (re-running the same command resumes).
+Ctrl-C exits with status 130 and one line saying what was kept.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
+import signal
 import sys
+import threading
 from pathlib import Path
 
 
@@ -37,17 +43,70 @@ def _value(text: str):
         return text
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line (``superpos: error: ...``, exit status 2), like every other bad input."""
+
+    def error(self, message: str):
+        raise _UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+class _UsageError(ValueError):
+    pass
+
+
+def _cli_type(hint):
+    """An argparse ``type`` for a RunConfig annotation (int, float, str, and ``| None`` of them)."""
+    import math
+    import types
+    import typing
+
+    options = [arg for arg in typing.get_args(hint) if arg is not type(None)] if \
+        typing.get_origin(hint) in (typing.Union, types.UnionType) else [hint]
+    nullable = options != [hint]
+    base = options[0] if len(options) == 1 else str
+
+    def parse(text: str):
+        if nullable and text.strip().lower() in ("none", "null"):
+            return None
+        if base is int:
+            try:
+                return int(text)
+            except ValueError:
+                try:
+                    number = float(text)
+                except ValueError:
+                    number = math.nan
+                if math.isfinite(number) and number.is_integer():
+                    return int(number)
+                raise argparse.ArgumentTypeError(f"expected an integer{' or none' if nullable else ''}, got {text!r}")
+        if base is float:
+            try:
+                number = float(text)
+            except ValueError:
+                number = math.nan
+            if not math.isfinite(number):
+                raise argparse.ArgumentTypeError(f"expected a finite number{' or none' if nullable else ''}, "
+                                                 f"got {text!r}")
+            return number
+        return text
+
+    return parse
+
+
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    from .config import field_types
     from .engine import RunConfig
 
+    hints = field_types(RunConfig)
     for field in dataclasses.fields(RunConfig):
         if field.name in ("method_config", "sources"):
             continue
         flag = "--" + field.name.replace("_", "-")
-        if field.type in (bool, "bool"):
+        if hints[field.name] is bool:
             parser.add_argument(flag, default=None, action=argparse.BooleanOptionalAction, help=field.metadata["help"])
         else:
-            parser.add_argument(flag, default=None, type=_value, metavar=field.name.upper(), help=field.metadata["help"])
+            parser.add_argument(flag, default=None, type=_cli_type(hints[field.name]), metavar=field.name.upper(),
+                                help=field.metadata["help"])
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="A method-config field, e.g. --set m=64 --set softmax=true (repeatable).")
     parser.add_argument("--source", action="append", default=[], metavar="HASH",
@@ -72,16 +131,24 @@ def _command_run(args) -> int:
         if not sep:
             raise ValueError(f"--set: expected KEY=VALUE, got {item!r}")
         method_config[key] = _value(value)
+    from .engine.grid import Interrupted, interrupted_message
+
     config = RunConfig(method_config=method_config, sources=args.source, **values).resolved()
     store = _store_from(args)
-    record = run(config, store, retry_failed=args.retry_failed)  # checks the store is writable when it must train
+    try:
+        record = run(config, store, retry_failed=args.retry_failed)  # checks the store is writable when it must train
+    except KeyboardInterrupt:
+        raise Interrupted(interrupted_message(store, config)) from None
     best = record.get("best") or {}
     test = best.get("test") or {}
     where = store.record_path(record["hash"])
     state = "cached" if record.get("cached") else record["status"]
+    if record["status"] != "done":
+        print(f"{config.label()}: {state}: {record.get('reason') or 'no reason recorded'}; record {where}")
+        return 1
     print(f"{config.label()}: {state}; score {test.get('score')} (lenient {test.get('lenient_score')}, "
           f"invalid {test.get('invalid_rate')}) at step {best.get('step')}; record {where}")
-    return 0 if record["status"] == "done" else 1
+    return 0
 
 
 def _command_grid(args) -> int:
@@ -91,9 +158,23 @@ def _command_grid(args) -> int:
     if not path.is_file():
         raise ValueError(f"grid: no such file {path}")
     try:
-        spec = GridSpec.from_dict(json.loads(path.read_text()))
+        data = json.loads(path.read_text())
     except json.JSONDecodeError as error:
         raise ValueError(f"grid: {path} is not valid JSON ({error})") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"grid: {path} is not a text (JSON) file") from None
+    if not isinstance(data, dict):
+        kind = {list: "a list", str: "a string", type(None): "null"}.get(type(data), "a number")
+        raise ValueError(f"grid: {path} must hold a JSON object of GridSpec fields ({{\"tasks\": [...], "
+                         f"\"methods\": [...], ...}}), got {kind}")
+    if not data:
+        raise ValueError(f"grid: {path} is an empty object; name at least tasks and methods (an empty grid would "
+                         "run every default)")
+    spec = GridSpec.from_dict(data)
+    outside = spec.tasks_outside()
+    if outside:
+        raise ValueError(f"task_budget: {', '.join(map(repr, outside))} not among the grid's tasks "
+                         f"({', '.join(spec.tasks + spec.attempt_sources)}); add the task or remove the entry")
     from .engine import expand
 
     expand(spec)  # every name and field checked before anything runs
@@ -103,10 +184,16 @@ def _command_grid(args) -> int:
 
 
 def _command_reproduce(args) -> int:
-    from .reproduce import reproduce
+    try:
+        from .reproduce import reproduce
 
-    return reproduce(args.profile, notebooks=args.notebook or None, from_reference=args.from_reference,
-                     accept=args.accept)
+        return reproduce(args.profile, notebooks=args.notebook or None, from_reference=args.from_reference,
+                         accept=args.accept)
+    except KeyboardInterrupt as error:
+        if error.args:  # already says what was kept (a run's checkpoint, a notebook's partial copy)
+            raise
+        raise KeyboardInterrupt(f"interrupted; finished runs are kept in results/{args.profile}/ and the same "
+                                "command goes on from them") from None
 
 
 def _command_glance(args) -> int:
@@ -130,7 +217,7 @@ def _command_glance(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m superpos", description="Soft prompt tuning, reproducibly.",
+    parser = _Parser(prog="python -m superpos", description="Soft prompt tuning, reproducibly.",
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_listing())
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="Print the available backbones, methods and tasks.")
@@ -165,9 +252,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+@contextlib.contextmanager
+def _ctrl_c_deferred():
+    """Hold Ctrl-C until the block ends (the yielded list then holds True): a KeyboardInterrupt raised inside
+    torch's C++ extension while it initializes aborts the process ("terminate called after throwing an instance
+    of 'pybind11::error_already_set'") instead of reaching ``main``. The imports take a couple of seconds."""
+    pressed: list[bool] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield pressed
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: pressed.append(True))
     try:
+        yield pressed
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = None
+    try:
+        with _ctrl_c_deferred() as pressed:  # building the parser imports torch: see _ctrl_c_deferred
+            parser = build_parser()
+        if pressed:
+            raise KeyboardInterrupt
+        args = parser.parse_args(argv)
         if args.command == "list":
             print(_listing())
             return 0
@@ -177,10 +285,24 @@ def main(argv: list[str] | None = None) -> int:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         print(f"superpos: error: {message}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("superpos: interrupted; the run's checkpoint is saved and the next call resumes it", file=sys.stderr)
+    except OSError as error:  # a full disk or a results folder turned read-only part-way
+        from .engine.grid import is_storage_error, storage_message
+
+        if not is_storage_error(error):
+            raise
+        root = getattr(args, "results", None) or f"results/{getattr(args, 'profile', None) or ''}"
+        print(f"superpos: error: {storage_message(error, root)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as error:
+        # Interrupted (engine.grid) carries the line saying what was kept; a bare Ctrl-C came before any run.
+        said = error.args[0] if error.args and isinstance(error.args[0], str) else None
+        print(f"superpos: {said or 'interrupted before training started; nothing was saved'}", file=sys.stderr)
         return 130
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # a Ctrl-C in the instant before main() or after it returned
+        print("superpos: interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -11,7 +11,11 @@
    ``results/<profile>/tables/reproduction_<profile>.{csv,md}``.
 3. **Render.** papermill executes every notebook with the profile injected; every run is now in the store,
    so the notebooks only read and plot. Executed copies go to ``results/<profile>/notebooks/`` without
-   timestamps or timings, so rendering identical records twice leaves git clean.
+   timestamps or timings, so rendering identical records twice leaves git clean. Each notebook executes into
+   ``notebooks/.partial/`` and is moved into place once papermill is through with it (finished or failed), so
+   a Ctrl-C never leaves a half-executed copy that passes for a rendered one: the partial copy is removed, the
+   previous render stays, and the one line printed says so (the kernel's stderr, where its ZMQ errors go when
+   the client is cut off, is kept out of the terminal and relayed only after a notebook that was not interrupted).
 
 ``from_reference=True`` (``make report``) skips 1 and 2 and renders from the reference itself;
 ``accept=True`` (``make reference``) makes the fresh runs the new reference after training.
@@ -23,9 +27,11 @@ import contextlib
 import os
 import re
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+from .engine.grid import Interrupted
 from .paths import NOTEBOOKS_DIR, OFFLINE_VARIABLES, REPO_ROOT, hub_is_offline, reference_dir, results_dir
 from .profiles import NOTEBOOKS, get_profile, notebook_name, profile_configs
 
@@ -185,19 +191,38 @@ def reproduce(profile: str = "quick", notebooks: list[str] | None = None, *, out
     with kernel_environment(environment):
         for index, name in enumerate(names, 1):
             target = out / f"{name}.ipynb"
+            partial = out / ".partial" / f"{name}.ipynb"  # renamed to target once papermill is through with it
+            partial.parent.mkdir(exist_ok=True)
             clock = time.perf_counter()
             print(f"[{index}/{len(names)}] {name}", flush=True)
-            try:
-                papermill.execute_notebook(
-                    str(NOTEBOOKS_DIR / f"{name}.ipynb"), str(target), parameters={"profile": profile},
-                    kernel_name=KERNEL, progress_bar={"disable": not progress, "leave": True, "file": sys.stderr},
-                    start_timeout=start_timeout_s, execution_timeout=timeout, cwd=str(NOTEBOOKS_DIR),
-                    extra_arguments=["--IPKernelApp.log_level=ERROR"])  # no start-up chatter on the terminal
-            except Exception as error:  # a failing notebook must not stop the others
-                first = str(error).strip().splitlines()
-                failures.append(name)
-                print(f"    {name} failed: {type(error).__name__}: {first[-1] if first else ''} "
-                      f"(see {_shown(target)})", file=sys.stderr, flush=True)
+            with tempfile.TemporaryFile() as kernel_log:
+                try:
+                    papermill.execute_notebook(
+                        str(NOTEBOOKS_DIR / f"{name}.ipynb"), str(partial), parameters={"profile": profile},
+                        kernel_name=KERNEL, progress_bar={"disable": not progress, "leave": True, "file": sys.stderr},
+                        start_timeout=start_timeout_s, execution_timeout=timeout, cwd=str(NOTEBOOKS_DIR),
+                        kernel_manager_class=kernel_manager_logging_to(kernel_log),
+                        extra_arguments=["--IPKernelApp.log_level=ERROR"])  # no start-up chatter on the terminal
+                except KeyboardInterrupt:
+                    # The kernel's stderr (its ZMQ errors as the client goes away) is dropped with the log; the
+                    # half-executed copy must not pass for a rendered notebook: removed, the last whole one kept.
+                    partial.unlink(missing_ok=True)
+                    with contextlib.suppress(OSError):
+                        partial.parent.rmdir()
+                    raise Interrupted(f"interrupted while rendering {name}; its partial copy was removed "
+                                      f"({_shown(target)} is {'the previous render' if target.exists() else 'absent'}); "
+                                      f"{'no run trains for a report' if from_reference else 'every finished run is kept'}"
+                                      f" and the same command renders again") from None
+                except Exception as error:  # a failing notebook must not stop the others
+                    first = str(error).strip().splitlines()
+                    failures.append(name)
+                    print(f"    {name} failed: {type(error).__name__}: {first[-1] if first else ''} "
+                          f"(see {_shown(target)})", file=sys.stderr, flush=True)
+                relay_kernel_log(kernel_log)
+            if partial.exists():
+                os.replace(partial, target)
+            with contextlib.suppress(OSError):
+                partial.parent.rmdir()
             if target.exists():
                 normalize_executed(target)
                 for summary in grid_summaries(target):
@@ -215,6 +240,31 @@ def reproduce(profile: str = "quick", notebooks: list[str] | None = None, *, out
         print(f"reproduce: problems in {', '.join(dict.fromkeys(failures))}", file=sys.stderr)
         return 1
     return 0
+
+
+def kernel_manager_logging_to(log):
+    """A jupyter kernel manager class whose kernels write their stderr to the file ``log`` (not the terminal):
+    on Ctrl-C, a kernel cut off from papermill prints ZMQ tracebacks there, not on the user's screen."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class LoggingKernelManager(AsyncKernelManager):
+        async def _async_start_kernel(self, **kw):
+            kw.setdefault("stderr", log)
+            return await super()._async_start_kernel(**kw)
+
+        start_kernel = _async_start_kernel
+
+    return LoggingKernelManager
+
+
+def relay_kernel_log(log) -> None:
+    """Copy what a kernel wrote to its stderr (kernel errors, at log level ERROR) to ours, after the fact."""
+    log.flush()
+    log.seek(0)
+    text = log.read().decode(errors="replace")
+    if text.strip():
+        sys.stderr.write(text if text.endswith("\n") else text + "\n")
+        sys.stderr.flush()
 
 
 def _cell(value) -> str:
@@ -257,6 +307,8 @@ def normalize_executed(path: Path) -> None:
     meta = notebook.metadata.get("papermill", {})
     for key in _VOLATILE:
         meta.pop(key, None)
+    if meta.get("output_path"):
+        meta["output_path"] = str(path)  # executed into a partial copy, renamed to path once complete
     for key in ("input_path", "output_path"):
         if meta.get(key):
             meta[key] = _shown(Path(meta[key]).resolve())

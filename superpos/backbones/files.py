@@ -54,3 +54,30 @@ def build_atomically(target: Path, build: Callable[[Path], None]) -> Path:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+#: Weight files ``from_pretrained`` reads from a local folder (single file or sharded with an index).
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+def model_folder_problem(folder: str | Path) -> str | None:
+    """Why a local folder is not a loadable Hugging Face model, in one line, or ``None`` when it looks whole.
+
+    Cheap (no transformers import): ``config.json`` must be a JSON object with a ``model_type`` and some
+    weights must be there. Tokenizer files are checked when the backbone loads."""
+    import json
+
+    folder = Path(folder).expanduser()
+    config = folder / "config.json"
+    if not config.is_file():
+        return f"local folder {folder} has no config.json (not a saved Hugging Face model)"
+    try:
+        data = json.loads(config.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        why = str(error).splitlines()[0] if str(error) else type(error).__name__
+        return f"{config} is not valid JSON ({why})"
+    if not isinstance(data, dict) or not isinstance(data.get("model_type"), str):
+        return f"{config} names no model_type (not a Hugging Face model config)"
+    if not any((folder / name).is_file() for name in WEIGHT_FILES):
+        return f"local folder {folder} has no model weights ({' or '.join(WEIGHT_FILES[::2])})"
+    return None

