@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 
 def _registries() -> tuple[dict, dict, dict]:
@@ -93,24 +94,107 @@ def _cli_type(hint):
     return parse
 
 
+def _default(field: dataclasses.Field) -> Any:
+    return field.default if field.default is not dataclasses.MISSING else field.default_factory()
+
+
+def _shown_default(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _field_help(field: dataclasses.Field, defaults: dict[str, Any] | None = None) -> str:
+    """A field's help text with its default (per method, for method fields) and, for a choice field, its
+    choices: argparse shows neither for flags whose parser default is None, which is how the CLI tells the
+    flags a user gave from the defaults."""
+    parts = [field.metadata.get("help", "").rstrip(".") + "."]
+    if "choices" in field.metadata:
+        parts.append(f"Choices: {', '.join(map(str, field.metadata['choices']))}.")
+    if defaults is None:
+        parts.append(f"Default: {_shown_default(_default(field))}.")
+    elif len({json.dumps(v) for v in defaults.values()}) == 1:
+        parts.append(f"Default: {_shown_default(next(iter(defaults.values())))} ({', '.join(defaults)}).")
+    else:
+        parts.append("Defaults: " + ", ".join(f"{m} {_shown_default(v)}" for m, v in defaults.items()) + ".")
+    return " ".join(parts).replace("%", "%%")
+
+
+def _add_field(parser, field: dataclasses.Field, hint, dest: str, help_text: str) -> None:
+    flag = "--" + field.name.replace("_", "-")
+    if hint is bool:
+        parser.add_argument(flag, dest=dest, default=None, action=argparse.BooleanOptionalAction, help=help_text)
+    else:
+        choices = field.metadata.get("choices")
+        parser.add_argument(flag, dest=dest, default=None, type=_cli_type(hint), metavar=field.name.upper(),
+                            choices=choices, help=help_text)
+
+
+def method_fields() -> dict[str, tuple[dataclasses.Field, Any, dict[str, Any]]]:
+    """Every method-config field, once: ``{name: (its field in the first method declaring it, its type,
+    {method: that method's default})}``."""
+    from .config import field_types
+    from .methods import METHODS
+
+    fields: dict[str, tuple[dataclasses.Field, Any, dict[str, Any]]] = {}
+    for method, (config_class, _, _) in METHODS.items():
+        hints = field_types(config_class)
+        for field in dataclasses.fields(config_class):
+            if field.name == "sources":
+                continue
+            entry = fields.setdefault(field.name, (field, hints[field.name], {}))
+            entry[2][method] = _default(field)
+    return fields
+
+
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     from .config import field_types
     from .engine import RunConfig
 
+    parser.add_argument("--config", default=None, metavar="RUN.json",
+                        help="A whole run config (RunConfig fields as JSON, or YAML for .yaml/.yml); flags override it.")
     hints = field_types(RunConfig)
     for field in dataclasses.fields(RunConfig):
         if field.name in ("method_config", "sources"):
             continue
-        flag = "--" + field.name.replace("_", "-")
-        if hints[field.name] is bool:
-            parser.add_argument(flag, default=None, action=argparse.BooleanOptionalAction, help=field.metadata["help"])
-        else:
-            parser.add_argument(flag, default=None, type=_cli_type(hints[field.name]), metavar=field.name.upper(),
-                                help=field.metadata["help"])
+        _add_field(parser, field, hints[field.name], field.name, _field_help(field))
+    method_group = parser.add_argument_group(
+        "method options", "Fields of the method configs (defaults are the paper's; a method's own default is used "
+                          "when a flag is not given). A flag the chosen method lacks is an error.")
+    for name, (field, hint, defaults) in method_fields().items():
+        if name in RUN_FIELD_NAMES:
+            continue
+        _add_field(method_group, field, hint, f"method__{name}", _field_help(field, defaults))
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="A method-config field, e.g. --set m=64 --set softmax=true (repeatable).")
+                        help="A method-config field, e.g. --set m=64 --set softmax=true (repeatable); the flags above "
+                             "do the same.")
     parser.add_argument("--source", action="append", default=[], metavar="HASH",
                         help="ATTEMPT: a finished source-prompt run's hash (repeatable).")
+
+
+#: RunConfig field names; a method field of the same name is reachable only through --set.
+RUN_FIELD_NAMES = ("backbone", "task", "method", "method_config", "dropout", "dropout_rate", "seed", "epochs",
+                   "max_steps", "batch_size", "eval_every", "eval_batch_size", "protocol", "train_limit", "eval_limit",
+                   "max_input_tokens", "device", "dtype", "sources")
+
+
+def _read_config_file(path: str) -> dict:
+    """A run config file: a JSON (or, for .yaml/.yml, YAML) object of RunConfig fields."""
+    file = Path(path)
+    if not file.is_file():
+        raise ValueError(f"--config: no such file {file}")
+    text = file.read_text()
+    try:
+        if file.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except Exception as error:  # a parser's own error, in one line
+        raise ValueError(f"--config: {file} does not parse ({type(error).__name__}: {str(error).splitlines()[0]})") \
+            from None
+    if not isinstance(data, dict):
+        raise ValueError(f"--config: {file} must hold an object of RunConfig fields, got {type(data).__name__}")
+    return data
 
 
 def _store_from(args):
@@ -123,17 +207,21 @@ def _store_from(args):
 def _command_run(args) -> int:
     from .engine import RunConfig, run
 
+    base = _read_config_file(args.config) if args.config else {}
     values = {key: value for key, value in vars(args).items()
               if key in {f.name for f in dataclasses.fields(RunConfig)} and value is not None}
-    method_config = {}
+    method_config = dict(base.pop("method_config", None) or {})
+    method_config.update({key[len("method__"):]: value for key, value in vars(args).items()
+                          if key.startswith("method__") and value is not None})
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep:
             raise ValueError(f"--set: expected KEY=VALUE, got {item!r}")
         method_config[key] = _value(value)
+    sources = args.source or base.pop("sources", [])
     from .engine.grid import Interrupted, interrupted_message
 
-    config = RunConfig(method_config=method_config, sources=args.source, **values).resolved()
+    config = RunConfig.from_dict({**base, **values, "method_config": method_config, "sources": sources}).resolved()
     store = _store_from(args)
     try:
         record = run(config, store, retry_failed=args.retry_failed)  # checks the store is writable when it must train
@@ -217,8 +305,11 @@ def _command_glance(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = _Parser(prog="python -m superpos", description="Soft prompt tuning, reproducibly.",
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_listing())
+                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_listing())
+    parser.add_argument("--version", action="version", version=f"superpos {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="Print the available backbones, methods and tasks.")
 

@@ -29,12 +29,20 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 
-def option(default: Any = dataclasses.MISSING, help: str = "", **kwargs) -> Any:
-    """A dataclass field with help text (``default_factory`` for mutable defaults)."""
+def option(default: Any = dataclasses.MISSING, help: str = "", *, choices: tuple | None = None,
+           minimum: float | None = None, above: float | None = None, **kwargs) -> Any:
+    """A dataclass field with help text (``default_factory`` for mutable defaults) and the checks its values
+    must pass, in one place for every config: ``choices`` (the allowed values), ``minimum`` (inclusive) or
+    ``above`` (exclusive) for numbers. ``None`` passes them where the annotation allows it."""
+    metadata = {"help": help}
+    for key, value in (("choices", tuple(choices) if choices is not None else None), ("minimum", minimum),
+                       ("above", above)):
+        if value is not None:
+            metadata[key] = value
     if isinstance(default, (list, dict, set)):
         value = default
-        return dataclasses.field(default_factory=lambda: type(value)(value), metadata={"help": help}, **kwargs)
-    return dataclasses.field(default=default, metadata={"help": help}, **kwargs)
+        return dataclasses.field(default_factory=lambda: type(value)(value), metadata=metadata, **kwargs)
+    return dataclasses.field(default=default, metadata=metadata, **kwargs)
 
 
 def require(condition: bool, field_name: str, message: str) -> None:
@@ -111,9 +119,28 @@ def field_types(cls: type) -> dict[str, Any]:
     return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(cls)}
 
 
+@functools.lru_cache(maxsize=None)
+def field_checks(cls: type) -> dict[str, dict]:
+    """``{field name: {"choices"/"minimum"/"above": ...}}`` of a config dataclass (from :func:`option`)."""
+    return {f.name: {k: v for k, v in f.metadata.items() if k != "help"} for f in dataclasses.fields(cls)}
+
+
 def coerce_field(cls: type, name: str, value: Any, label: str | None = None) -> Any:
-    """``value`` as field ``name`` of config class ``cls`` takes it; errors name ``label`` (default: ``name``)."""
-    return coerce_value(label or name, field_types(cls)[name], value)
+    """``value`` as field ``name`` of config class ``cls`` takes it (its type, then its :func:`option` checks);
+    errors name ``label`` (default: ``name``)."""
+    label = label or name
+    value = coerce_value(label, field_types(cls)[name], value)
+    if value is None:
+        return value
+    checks = field_checks(cls).get(name, {})
+    if "choices" in checks:
+        require(value in checks["choices"], label,
+                f"unknown value {value!r}; choose one of {', '.join(map(str, checks['choices']))}")
+    if "minimum" in checks:
+        require(value >= checks["minimum"], label, f"must be >= {checks['minimum']}, got {value!r}")
+    if "above" in checks:
+        require(value > checks["above"], label, f"must be > {checks['above']}, got {value!r}")
+    return value
 
 
 @dataclasses.dataclass
@@ -161,7 +188,3 @@ class ConfigBase:
 
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)
-
-    @classmethod
-    def field_help(cls) -> dict[str, str]:
-        return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}

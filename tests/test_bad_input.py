@@ -358,7 +358,7 @@ def test_ctrl_c_after_a_checkpoint_names_its_step(store, capsys, monkeypatch):
     import superpos.engine as engine
 
     config = RunConfig(**{**TINY, "backbone": "tiny-llama"}).resolved()
-    checkpoint = ResultsStore(store).checkpoint_dir(config.run_hash())
+    checkpoint = ResultsStore(store).checkpoint_dir(config.run_hash()) / "step-4"  # a published checkpoint
     checkpoint.mkdir(parents=True)
     (checkpoint / "progress.json").write_text('{"step": 4}')
 

@@ -28,19 +28,19 @@ class RunConfig(ConfigBase):
     method_config: dict = option({}, help="Overrides of the method's config; defaults are the paper's (§4.4). "
                                           "A dict ({} for none; None is refused).")
     dropout: bool = option(False, help="Keep the frozen network's dropout on (the paper's ✓ rows) or remove it (✗).")
-    dropout_rate: float | None = option(None, help="Dropout rate for backbones pretrained without one (SmolLM2).")
+    dropout_rate: float | None = option(None, minimum=0, help="Dropout rate for backbones pretrained without one (SmolLM2).")
     seed: int = option(0, help="Seeds prompt sampling, data order and dropout.")
-    epochs: int = option(1, help="Passes over the training split (the paper: 80).")
-    max_steps: int | None = option(None, help="Stop after this many optimizer steps (overrides epochs when reached).")
-    batch_size: int = option(8, help="Training examples per step (the paper does not state it; 32 is common).")
-    eval_every: int = option(0, help="Evaluate every k steps; 0 evaluates at the end of every epoch.")
-    eval_batch_size: int = option(32, help="Examples per generation batch at evaluation.")
-    protocol: str = option("paper", help="'paper': select and report on validation; 'heldout': select on dev, report test.")
-    train_limit: int | None = option(None, help="Use only the first k training examples (after a seeded shuffle).")
-    eval_limit: int | None = option(None, help="Use only the first k evaluation examples (after a seeded shuffle).")
-    max_input_tokens: int = option(256, help="Inputs are truncated to this many tokens before the prompt is prepended.")
+    epochs: int = option(1, minimum=1, help="Passes over the training split (the paper: 80).")
+    max_steps: int | None = option(None, minimum=1, help="Stop after this many optimizer steps (overrides epochs when reached).")
+    batch_size: int = option(8, minimum=1, help="Training examples per step (the paper does not state it; 32 is common).")
+    eval_every: int = option(0, minimum=0, help="Evaluate every k steps; 0 evaluates at the end of every epoch.")
+    eval_batch_size: int = option(32, minimum=1, help="Examples per generation batch at evaluation.")
+    protocol: str = option("paper", choices=PROTOCOLS, help="'paper': select and report on validation; 'heldout': select on dev, report test.")
+    train_limit: int | None = option(None, minimum=1, help="Use only the first k training examples (after a seeded shuffle).")
+    eval_limit: int | None = option(None, minimum=2, help="Use only the first k evaluation examples (after a seeded shuffle).")
+    max_input_tokens: int = option(256, minimum=8, help="Inputs are truncated to this many tokens before the prompt is prepended.")
     device: str = option("auto", help="'cpu', 'cuda' or 'auto' (cuda when present). Not part of the run hash.")
-    dtype: str = option("auto", help="'auto' (bf16 where the device runs it natively, else fp32), 'fp32', 'bf16' or "
+    dtype: str = option("auto", choices=PRECISIONS, help="'auto' (bf16 where the device runs it natively, else fp32), 'fp32', 'bf16' or "
                                      "'fp16' (CUDA only; T5 refuses it, it overflows). Trainable parameters, their "
                                      "optimizer state and the loss stay fp32 whatever this says.")
     sources: list = option([], help="ATTEMPT: run hashes of the source-prompt runs this run depends on.")
@@ -51,19 +51,10 @@ class RunConfig(ConfigBase):
             require(isinstance(source, str), "sources", f"entry {index} must be a run hash (a string), got {source!r}")
         for key in self.method_config:
             require(isinstance(key, str), "method_config", f"field names must be strings, got {key!r}")
-        require(self.epochs >= 1, "epochs", f"must be >= 1, got {self.epochs}")
-        require(self.max_steps is None or self.max_steps >= 1, "max_steps", f"must be >= 1, got {self.max_steps}")
-        require(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
-        require(self.eval_batch_size >= 1, "eval_batch_size", f"must be >= 1, got {self.eval_batch_size}")
-        require(self.eval_every >= 0, "eval_every", f"must be >= 0, got {self.eval_every}")
-        require(self.protocol in PROTOCOLS, "protocol", f"must be one of {PROTOCOLS}, got {self.protocol!r}")
-        require(self.dtype in PRECISIONS, "dtype", f"must be one of {PRECISIONS}, got {self.dtype!r}")
+        # each field's own choices and bounds are checked from its option(); here what spans fields or patterns
         require(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"), "device",
                 f"must be 'auto', 'cpu' or 'cuda[:i]', got {self.device!r}")
-        require(self.train_limit is None or self.train_limit >= 1, "train_limit", "must be >= 1")
-        require(self.eval_limit is None or self.eval_limit >= 2, "eval_limit", "must be >= 2")
-        require(self.max_input_tokens >= 8, "max_input_tokens", "must be >= 8")
-        require(self.dropout_rate is None or 0.0 <= self.dropout_rate < 1.0, "dropout_rate", "must be in [0, 1)")
+        require(self.dropout_rate is None or self.dropout_rate < 1.0, "dropout_rate", "must be in [0, 1)")
         require(self.method != "attempt" or len(self.sources) >= 1, "sources",
                 "ATTEMPT needs at least one source-prompt run (run hashes)")
         require(self.method == "attempt" or not self.sources, "sources", "only ATTEMPT takes source prompts")

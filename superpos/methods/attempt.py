@@ -36,7 +36,8 @@ import torch
 from torch import nn
 
 from ..config import option, require
-from .base import MethodConfig, PromptMethod, check_choice, check_positive_int, init_linear_
+from .base import (PROMPT_INITS, MethodConfig, PromptMethod, init_linear_, lr_option, vocab_top_k_option,
+                   weight_decay_option)
 from .simple import load_initial_prompt
 
 
@@ -46,32 +47,21 @@ class AttemptConfig(MethodConfig):
 
     kind = "attempt"
 
-    lr: float = option(0.3, help="AdamW learning rate for the target prompt and the attention module (§4.4: 0.3).")
-    weight_decay: float = option(1e-5, help="AdamW weight decay (paper §4.4: 1e-5); source prompts never decay.")
+    lr: float = lr_option(0.3, "AdamW learning rate for the target prompt and the attention module (§4.4: 0.3).")
+    weight_decay: float = weight_decay_option(1e-5, "AdamW weight decay (paper §4.4: 1e-5); source prompts never decay.")
     sources: list = option([], help="Names of the source prompts (run hashes or prompt files), resolved by the "
                                     "engine; the paper used QQP, QNLI, MNLI and SST-2 prompts.")
-    bottleneck: int = option(100, help="Width of the attention module's bottleneck G (paper §4.4: 100).")
-    temperature: float | None = option(None, help="Softmax temperature T; null = d * e (ATTEMPT's choice).")
-    nonlinearity: str = option("silu", help="Attention bottleneck nonlinearity: silu (ATTEMPT's code) or relu.")
-    init: str = option("vocab", help="Target prompt init: 'vocab' (paper §4.4), 'uniform' or 'labels'.")
-    vocab_top_k: int | None = option(None, help="Sample vocab inits among the top-k most frequent tokens only.")
-    source_point: str = option("best", help="Which prompt of each source run to use: 'best' (its best evaluation "
+    bottleneck: int = option(100, minimum=1, help="Width of the attention module's bottleneck G (paper §4.4: 100).")
+    temperature: float | None = option(None, above=0, help="Softmax temperature T; null = d * e (ATTEMPT's choice).")
+    nonlinearity: str = option("silu", choices=("silu", "relu"), help="Attention bottleneck nonlinearity: silu (ATTEMPT's code) or relu.")
+    init: str = option("vocab", choices=PROMPT_INITS, help="Target prompt init: 'vocab' (paper §4.4), 'uniform' or 'labels'.")
+    vocab_top_k: int | None = vocab_top_k_option()
+    source_point: str = option("best", choices=("best", "last"), help="Which prompt of each source run to use: 'best' (its best evaluation "
                                             "point; ATTEMPT's release keeps the best checkpoint of a source "
                                             "prompt) or 'last' (its final step).")
 
     def validate(self) -> None:
-        super().validate()
-        check_choice(self.source_point, "source_point", ("best", "last"))
-        require(isinstance(self.sources, (list, tuple)) and all(isinstance(s, str) for s in self.sources),
-                "sources", f"must be a list of names, got {self.sources!r}")
-        self.sources = list(self.sources)
-        check_positive_int(self.bottleneck, "bottleneck")
-        require(self.temperature is None or (isinstance(self.temperature, (int, float))
-                                             and not isinstance(self.temperature, bool) and self.temperature > 0),
-                "temperature", f"must be > 0 or null, got {self.temperature!r}")
-        check_choice(self.nonlinearity, "nonlinearity", ("silu", "relu"))
-        check_choice(self.init, "init", ("vocab", "uniform", "labels"))
-        check_positive_int(self.vocab_top_k, "vocab_top_k", allow_none=True)
+        require(all(isinstance(s, str) for s in self.sources), "sources", f"must be a list of names, got {self.sources!r}")
 
 
 class AttemptPrompt(PromptMethod):

@@ -31,40 +31,43 @@ STATE_METADATA_KEY = "superpos.method"
 
 
 # --------------------------------------------------------------------------- configs
+def lr_option(default: float, help: str) -> Any:
+    """A learning-rate field (> 0); methods redeclare it with their paper default."""
+    return option(default, help=help, above=0)
+
+
+def weight_decay_option(default: float, help: str) -> Any:
+    """A weight-decay field (>= 0); methods redeclare it with their paper default."""
+    return option(default, help=help, minimum=0)
+
+
 @dataclasses.dataclass
 class MethodConfig(ConfigBase):
     """Fields every method shares. Subclasses redeclare a field to change its default."""
 
     kind: ClassVar[str] = "method"
 
-    n_prompts: int = option(10, help="n: number of soft prompt tokens prepended to every input (paper §4.4: 10).")
-    lr: float = option(0.01, help="AdamW learning rate for this method's trainable parameters.")
-    weight_decay: float = option(0.01, help="AdamW (decoupled) weight decay; never applied to frozen buffers.")
+    n_prompts: int = option(10, help="n: number of soft prompt tokens prepended to every input (paper §4.4: 10).",
+                            minimum=1)
+    lr: float = lr_option(0.01, "AdamW learning rate for this method's trainable parameters.")
+    weight_decay: float = weight_decay_option(0.01, "AdamW (decoupled) weight decay; never applied to frozen buffers.")
 
     def __post_init__(self) -> None:
+        self.check_types()  # types, choices and bounds of every field (superpos.config.option)
         self.validate()
 
     def validate(self) -> None:
-        require(isinstance(self.n_prompts, int) and not isinstance(self.n_prompts, bool) and self.n_prompts >= 1,
-                "n_prompts", f"must be an integer >= 1, got {self.n_prompts!r}")
-        require(_is_number(self.lr) and self.lr > 0, "lr", f"must be a positive number, got {self.lr!r}")
-        require(_is_number(self.weight_decay) and self.weight_decay >= 0, "weight_decay",
-                f"must be a number >= 0, got {self.weight_decay!r}")
+        """Checks across fields (one field's own checks live in its ``option``)."""
 
 
-def _is_number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+#: Initializations of a prompt of real-token starts (simple, Residual, ATTEMPT's target, EPT's short prompt).
+PROMPT_INITS = ("vocab", "uniform", "labels")
 
 
-def check_choice(value: Any, field_name: str, choices: tuple[str, ...]) -> None:
-    require(value in choices, field_name, f"unknown value {value!r}; choose one of {', '.join(choices)}")
-
-
-def check_positive_int(value: Any, field_name: str, *, minimum: int = 1, allow_none: bool = False) -> None:
-    if allow_none and value is None:
-        return
-    ok = isinstance(value, int) and not isinstance(value, bool) and value >= minimum
-    require(ok, field_name, f"must be an integer >= {minimum}{' or null' if allow_none else ''}, got {value!r}")
+def vocab_top_k_option(what: str = "vocab inits") -> Any:
+    """The ``vocab_top_k`` field shared by every method that samples token embeddings."""
+    return option(None, help=f"Sample {what} among the top-k most frequent tokens only; null = all real tokens "
+                             "(the SuperPos paper §4.4; Lester et al. used 5000).", minimum=1)
 
 
 # --------------------------------------------------------------------------- sampling helpers

@@ -43,8 +43,9 @@ import math
 import torch
 from torch import nn
 
-from ..config import option, require
-from .base import MethodConfig, PromptMethod, check_choice, check_positive_int, init_linear_
+from ..config import option
+from .base import (PROMPT_INITS, MethodConfig, PromptMethod, init_linear_, lr_option, vocab_top_k_option,
+                   weight_decay_option)
 from .simple import load_initial_prompt
 
 
@@ -55,34 +56,18 @@ class EptConfig(MethodConfig):
     kind = "ept"
 
     n_prompts: int = option(5, help="s: length of the short prompt (< the 10 tokens it replaces).")
-    lr: float = option(0.3, help="AdamW learning rate for the short prompt, fusion and projection (DePT/EPT: 0.3).")
-    weight_decay: float = option(1e-5, help="AdamW weight decay for every trainable part.")
-    rank: int = option(4, help="r: rank of the low-rank input-embedding update A B.")
-    max_length: int = option(256, help="m: rows of A, the longest input position updated (DePT: 256).")
-    low_rank_alpha: float = option(8.0, help="alpha: the update is scaled by alpha / sqrt(r) (DePT's code).")
-    low_rank_lr: float = option(1e-4, help="AdamW learning rate for A and B (DePT: 1e-4).")
+    lr: float = lr_option(0.3, "AdamW learning rate for the short prompt, fusion and projection (DePT/EPT: 0.3).")
+    weight_decay: float = weight_decay_option(1e-5, "AdamW weight decay for every trainable part.")
+    rank: int = option(4, minimum=1, help="r: rank of the low-rank input-embedding update A B.")
+    max_length: int = option(256, minimum=1, help="m: rows of A, the longest input position updated (DePT: 256).")
+    low_rank_alpha: float = option(8.0, above=0, help="alpha: the update is scaled by alpha / sqrt(r) (DePT's code).")
+    low_rank_lr: float = lr_option(1e-4, "AdamW learning rate for A and B (DePT: 1e-4).")
     fusion: bool = option(True, help="Prompt fusion: attention from the short prompt to the low-rank update.")
     projection: bool = option(True, help="Multi-space projection with a gating network.")
-    n_spaces: int = option(4, help="N: number of projection subspaces (EPT selects 4).")
-    projection_rank: int = option(2, help="k: rank of each subspace map P + (P D_i) U_i.")
-    init: str = option("vocab", help="Short prompt init: 'vocab', 'uniform' or 'labels'.")
-    vocab_top_k: int | None = option(None, help="Sample vocab inits among the top-k most frequent tokens only.")
-
-    def validate(self) -> None:
-        super().validate()
-        check_positive_int(self.rank, "rank")
-        check_positive_int(self.max_length, "max_length")
-        require(isinstance(self.low_rank_alpha, (int, float)) and not isinstance(self.low_rank_alpha, bool)
-                and self.low_rank_alpha > 0, "low_rank_alpha", f"must be > 0, got {self.low_rank_alpha!r}")
-        require(isinstance(self.low_rank_lr, (int, float)) and not isinstance(self.low_rank_lr, bool)
-                and self.low_rank_lr > 0, "low_rank_lr", f"must be a positive number, got {self.low_rank_lr!r}")
-        require(isinstance(self.fusion, bool), "fusion", f"must be true or false, got {self.fusion!r}")
-        require(isinstance(self.projection, bool), "projection", f"must be true or false, got {self.projection!r}")
-        check_positive_int(self.n_spaces, "n_spaces")
-        check_positive_int(self.projection_rank, "projection_rank")
-        check_choice(self.init, "init", ("vocab", "uniform", "labels"))
-        check_positive_int(self.vocab_top_k, "vocab_top_k", allow_none=True)
-
+    n_spaces: int = option(4, minimum=1, help="N: number of projection subspaces (EPT selects 4).")
+    projection_rank: int = option(2, minimum=1, help="k: rank of each subspace map P + (P D_i) U_i.")
+    init: str = option("vocab", choices=PROMPT_INITS, help="Short prompt init: 'vocab', 'uniform' or 'labels'.")
+    vocab_top_k: int | None = vocab_top_k_option()
 
 class EptPrompt(PromptMethod):
     """Short prompt + low-rank input update, with optional prompt fusion and multi-space projection."""

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from ..config import option, require
-from .base import CONFIG_FILE, STATE_FILE, MethodConfig, PromptMethod
+from .base import CONFIG_FILE, STATE_FILE, MethodConfig, PromptMethod, lr_option, weight_decay_option
 
 
 @dataclasses.dataclass
@@ -27,15 +27,11 @@ class FullConfig(MethodConfig):
     kind = "full"
 
     n_prompts: int = option(0, help="Always 0: full fine-tuning prepends no prompt.")
-    lr: float = option(1e-5, help="AdamW learning rate for every backbone weight (paper §4.4: 1e-5).")
-    weight_decay: float = option(0.01, help="AdamW weight decay (our choice; the paper gives none).")
+    lr: float = lr_option(1e-5, "AdamW learning rate for every backbone weight (paper §4.4: 1e-5).")
+    weight_decay: float = weight_decay_option(0.01, "AdamW weight decay (our choice; the paper gives none).")
 
     def validate(self) -> None:
         require(self.n_prompts == 0, "n_prompts", f"full fine-tuning has no prompt: must be 0, got {self.n_prompts!r}")
-        require(isinstance(self.lr, (int, float)) and not isinstance(self.lr, bool) and self.lr > 0, "lr",
-                f"must be a positive number, got {self.lr!r}")
-        require(isinstance(self.weight_decay, (int, float)) and not isinstance(self.weight_decay, bool)
-                and self.weight_decay >= 0, "weight_decay", f"must be a number >= 0, got {self.weight_decay!r}")
 
 
 class FullFineTuning(PromptMethod):

@@ -19,8 +19,9 @@ import dataclasses
 import torch
 from torch import nn
 
-from ..config import option, require
-from .base import MethodConfig, PromptMethod, check_choice, check_positive_int, init_linear_
+from ..config import option
+from .base import (PROMPT_INITS, MethodConfig, PromptMethod, init_linear_, lr_option, vocab_top_k_option,
+                   weight_decay_option)
 from .simple import load_initial_prompt
 
 NONLINEARITIES = ("relu", "tanh", "sigmoid")
@@ -32,21 +33,13 @@ class ResidualConfig(MethodConfig):
 
     kind = "residual"
 
-    lr: float = option(0.3, help="AdamW learning rate for the prompt and the MLP (paper §4.4: 0.3).")
-    weight_decay: float = option(0.01, help="AdamW weight decay for the prompt and the MLP (paper §4.4: 0.01).")
-    bottleneck: int = option(128, help="b: MLP bottleneck width (paper §4.4: 128, comparable to SuperPos' m).")
+    lr: float = lr_option(0.3, "AdamW learning rate for the prompt and the MLP (paper §4.4: 0.3).")
+    weight_decay: float = weight_decay_option(0.01, "AdamW weight decay for the prompt and the MLP (paper §4.4: 0.01).")
+    bottleneck: int = option(128, minimum=1, help="b: MLP bottleneck width (paper §4.4: 128, comparable to SuperPos' m).")
     layer_norm: bool = option(True, help="LayerNorm on the MLP output before the skip connection (Residual PT).")
-    nonlinearity: str = option("relu", help="MLP nonlinearity: relu (Residual PT default), tanh or sigmoid.")
-    init: str = option("vocab", help="Prompt init before the MLP: 'vocab' (paper §4.4), 'uniform' or 'labels'.")
-    vocab_top_k: int | None = option(None, help="Sample vocab inits among the top-k most frequent tokens only.")
-
-    def validate(self) -> None:
-        super().validate()
-        check_positive_int(self.bottleneck, "bottleneck")
-        require(isinstance(self.layer_norm, bool), "layer_norm", f"must be true or false, got {self.layer_norm!r}")
-        check_choice(self.nonlinearity, "nonlinearity", NONLINEARITIES)
-        check_choice(self.init, "init", ("vocab", "uniform", "labels"))
-        check_positive_int(self.vocab_top_k, "vocab_top_k", allow_none=True)
+    nonlinearity: str = option("relu", choices=NONLINEARITIES, help="MLP nonlinearity: relu (Residual PT default), tanh or sigmoid.")
+    init: str = option("vocab", choices=PROMPT_INITS, help="Prompt init before the MLP: 'vocab' (paper §4.4), 'uniform' or 'labels'.")
+    vocab_top_k: int | None = vocab_top_k_option()
 
 
 class ResidualPrompt(PromptMethod):

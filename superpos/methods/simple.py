@@ -19,9 +19,7 @@ import torch
 from torch import nn
 
 from ..config import option, require
-from .base import MethodConfig, PromptMethod, check_choice, check_positive_int, embedding_rows, sample_unique_ids
-
-INITS = ("vocab", "uniform", "labels")
+from .base import PROMPT_INITS, MethodConfig, PromptMethod, embedding_rows, sample_unique_ids, vocab_top_k_option
 
 
 @dataclasses.dataclass
@@ -30,18 +28,10 @@ class SimpleConfig(MethodConfig):
 
     kind = "simple"
 
-    init: str = option("vocab", help="Prompt initialization: 'vocab' (sampled unique real token embeddings), "
+    init: str = option("vocab", choices=PROMPT_INITS, help="Prompt initialization: 'vocab' (sampled unique real token embeddings), "
                                      "'uniform' (U[-0.5, 0.5]) or 'labels' (class-label word embeddings, rest vocab).")
-    vocab_top_k: int | None = option(None, help="Sample vocab inits only among the top-k most frequent tokens "
-                                                "(Lester et al. used 5000); null = all real tokens (paper §4.4).")
-    uniform_range: float = option(0.5, help="Half-width a of the U[-a, a] init (Lester et al.: 0.5).")
-
-    def validate(self) -> None:
-        super().validate()
-        check_choice(self.init, "init", INITS)
-        check_positive_int(self.vocab_top_k, "vocab_top_k", allow_none=True)
-        require(isinstance(self.uniform_range, (int, float)) and self.uniform_range > 0, "uniform_range",
-                f"must be > 0, got {self.uniform_range!r}")
+    vocab_top_k: int | None = vocab_top_k_option()
+    uniform_range: float = option(0.5, help="Half-width a of the U[-a, a] init (Lester et al.: 0.5).", above=0)
 
 
 def initial_prompt(config, backbone, generator: torch.Generator, label_words=None) -> tuple[torch.Tensor, torch.Tensor]:

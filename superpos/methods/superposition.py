@@ -41,8 +41,9 @@ import math
 import torch
 from torch import nn
 
-from ..config import option, require
-from .base import MethodConfig, PromptMethod, check_choice, check_positive_int, embedding_rows, sample_unique_ids
+from ..config import option
+from .base import (MethodConfig, PromptMethod, embedding_rows, lr_option, sample_unique_ids, vocab_top_k_option,
+                   weight_decay_option)
 
 WEIGHT_INITS = ("auto", "one_hot", "normal", "uniform", "mean", "zeros")
 
@@ -53,23 +54,15 @@ class SuperPosConfig(MethodConfig):
 
     kind = "superpos"
 
-    lr: float = option(0.01, help="AdamW learning rate for ΔE and p' (paper §4.4: 0.01).")
-    weight_decay: float = option(1e-5, help="AdamW weight decay on ΔE and p' (paper §4.4: 1e-5); "
+    lr: float = lr_option(0.01, "AdamW learning rate for ΔE and p' (paper §4.4: 0.01).")
+    weight_decay: float = weight_decay_option(1e-5, "AdamW weight decay on ΔE and p' (paper §4.4: 1e-5); "
                                             "E_freeze is a buffer and never decays.")
-    m: int = option(128, help="Number of unique sampled token embeddings superposed (paper §4.3: 128; "
+    m: int = option(128, minimum=1, help="Number of unique sampled token embeddings superposed (paper §4.3: 128; "
                               "gains level off beyond it, Fig. 2c).")
     softmax: bool = option(False, help="Use p_i = E softmax(p'_i) (paper App. A.2; worse in Table 3).")
-    weights_init: str = option("auto", help="Init of p': 'auto' (= one_hot, or zeros with softmax), "
+    weights_init: str = option("auto", choices=WEIGHT_INITS, help="Init of p': 'auto' (= one_hot, or zeros with softmax), "
                                             "'one_hot', 'normal' N(0,1/m), 'uniform', 'mean' (1/m), 'zeros'.")
-    vocab_top_k: int | None = option(None, help="Sample the m tokens among the top-k most frequent only; "
-                                                "null = all real tokens (paper: the whole embedding layer).")
-
-    def validate(self) -> None:
-        super().validate()
-        check_positive_int(self.m, "m")
-        require(isinstance(self.softmax, bool), "softmax", f"must be true or false, got {self.softmax!r}")
-        check_choice(self.weights_init, "weights_init", WEIGHT_INITS)
-        check_positive_int(self.vocab_top_k, "vocab_top_k", allow_none=True)
+    vocab_top_k: int | None = vocab_top_k_option("the m tokens")
 
     def resolved_weights_init(self) -> str:
         if self.weights_init == "auto":
