@@ -224,7 +224,8 @@ def _command_run(args) -> int:
     config = RunConfig.from_dict({**base, **values, "method_config": method_config, "sources": sources}).resolved()
     store = _store_from(args)
     try:
-        record = run(config, store, retry_failed=args.retry_failed)  # checks the store is writable when it must train
+        record = run(config, store, retry_failed=args.retry_failed,  # checks the store is writable when it must train
+                     report_to=args.report_to)
     except KeyboardInterrupt:
         raise Interrupted(interrupted_message(store, config)) from None
     best = record.get("best") or {}
@@ -267,7 +268,7 @@ def _command_grid(args) -> int:
 
     expand(spec)  # every name and field checked before anything runs
     result = run_grid(spec, _store_from(args), retry_failed=args.retry_failed, executor=args.executor,
-                      ray_address=args.ray_address)
+                      ray_address=args.ray_address, report_to=args.report_to)
     return 0 if result.failed == 0 else 1
 
 
@@ -326,6 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--profile", default="cli", help="Store records under results/<profile>/ (default: cli).")
         sub.add_argument("--results", default=None, help="Store records under this folder instead.")
         sub.add_argument("--retry-failed", action="store_true", help="Run again runs whose record says failed.")
+        sub.add_argument("--report-to", choices=("none", "tensorboard"), default="none",
+                         help="Also show the loss and evaluation points live in TensorBoard, under "
+                              "<results>/tensorboard/<run hash>/ (records are the same either way). Default: none.")
     reproduce_parser = commands.add_parser(
         "reproduce", help="Train every run of a profile, compare with its committed reference, render the notebooks.")
     reproduce_parser.add_argument("--profile", default="quick", help="quick (default), cpu, offline, paper or smoke.")

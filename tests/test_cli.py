@@ -63,3 +63,20 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["--version"])
     assert exit_.value.code == 0 and capsys.readouterr().out.startswith("superpos ")
+
+
+def test_report_to_tensorboard_mirrors_the_record(tmp_path, capsys):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    plain, mirrored = tmp_path / "plain", tmp_path / "mirrored"
+    args = ["run", *TINY, "--max-steps", "4", "--eval-every", "2", "--method", "simple"]
+    assert main([*args, "--results", str(plain)]) == 0
+    assert main([*args, "--results", str(mirrored), "--report-to", "tensorboard"]) == 0
+    a = json.loads(next((plain / "records").glob("*.json")).read_text())
+    b = json.loads(next((mirrored / "records").glob("*.json")).read_text())
+    assert a["hash"] == b["hash"] and a["history"] == b["history"] and a["loss_curve"] == b["loss_curve"]
+    events = EventAccumulator(str(mirrored / "tensorboard" / b["hash"]))
+    events.Reload()
+    assert [e.step for e in events.Scalars("eval/strict")] == [p["step"] for p in b["history"]]
+    assert [e.value for e in events.Scalars("train/loss")] == pytest.approx([v for _, v in b["loss_curve"]])

@@ -8,6 +8,7 @@ the store does not have yet, with one progress bar over runs and one inside the 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import errno
 import sys
 import traceback
@@ -183,18 +184,19 @@ class GridResult:
 
 def run_grid(spec: GridSpec | dict, store: ResultsStore, *, retry_failed: bool = False, executor: str = "local",
              ray_address: str | None = None, progress: bool = True,
-             run_fn: Callable[..., dict] | None = None) -> GridResult:
+             run_fn: Callable[..., dict] | None = None, report_to: str = "none") -> GridResult:
     """Run every config of ``spec`` that ``store`` lacks; a failing run is recorded and the grid goes on."""
     spec = spec if isinstance(spec, GridSpec) else GridSpec.from_dict(spec)
     return run_configs(expand(spec), store, retry_failed=retry_failed, executor=executor, ray_address=ray_address,
-                       progress=progress, run_fn=run_fn)
+                       progress=progress, run_fn=run_fn, report_to=report_to)
 
 
 def run_configs(configs: list[RunConfig], store: ResultsStore, *, retry_failed: bool = False, executor: str = "local",
                 ray_address: str | None = None, progress: bool = True,
-                run_fn: Callable[..., dict] | None = None) -> GridResult:
+                run_fn: Callable[..., dict] | None = None, report_to: str = "none") -> GridResult:
     """Run every config the store lacks, in the given order (dependencies first, as :func:`expand` gives
-    them); a failing run is recorded and the others go on. Ends with one summary line on stderr."""
+    them); a failing run is recorded and the others go on. Ends with one summary line on stderr.
+    ``report_to="tensorboard"`` mirrors each local run's curves to TensorBoard (:mod:`.reporting`)."""
     from tqdm.auto import tqdm
 
     from .train import run as run_one
@@ -208,7 +210,7 @@ def run_configs(configs: list[RunConfig], store: ResultsStore, *, retry_failed: 
         print(result.summary(), file=sys.stderr)
         return result
     require(executor == "local", "executor", f"must be 'local' or 'ray', got {executor!r}")
-    run_fn = run_fn or run_one
+    run_fn = run_fn or functools.partial(run_one, report_to=report_to)
     result = GridResult(records=[])
     from .train import tqdm_disabled
 

@@ -32,6 +32,7 @@ from ..backbones.precision import resolve_precision
 from ..paths import REPO_ROOT
 from .config import CODE_VERSION, RunConfig, as_run_config
 from .evaluate import evaluate, max_new_tokens_for
+from .reporting import REPORT_TO, make_reporter
 from .store import ResultsStore, atomic_write_bytes, note
 
 LOSS_POINTS = 400  # the loss curve keeps about this many points, whatever the run length
@@ -56,16 +57,19 @@ class NonFiniteLoss(RuntimeError):
 
 # ---------------------------------------------------------------- public entry point
 def run(config: RunConfig | dict, store: ResultsStore, *, retry_failed: bool = False, progress: bool = True,
-        busy: str = "wait") -> dict:
+        busy: str = "wait", report_to: str = "none") -> dict:
     """Run ``config`` unless the store already has it; return its record (``record["cached"]`` says which).
 
     Resumes from the newest checkpoint that fits the run. A non-finite loss ends the run with status
     ``failed``; any other exception propagates after the checkpoint is safe. Only one process trains a run:
     when another one holds it, ``busy="wait"`` waits for it (one line says so) and serves its record, and
-    ``busy="skip"`` returns at once a ``status: "busy"`` stand-in that is not stored.
+    ``busy="skip"`` returns at once a ``status: "busy"`` stand-in that is not stored. ``report_to="tensorboard"``
+    mirrors the loss curve and evaluation points to TensorBoard (:mod:`.reporting`); the record is the same.
     """
     if busy not in BUSY_CHOICES:
         raise ValueError(f"busy: must be one of {', '.join(BUSY_CHOICES)}, got {busy!r}")
+    if report_to not in REPORT_TO:
+        raise ValueError(f"report_to: unknown value {report_to!r}; choose one of {', '.join(REPORT_TO)}")
     config = as_run_config(config).resolved()
     run_hash = config.run_hash()
     record = store.get(run_hash)
@@ -80,7 +84,9 @@ def run(config: RunConfig | dict, store: ResultsStore, *, retry_failed: bool = F
         if serves(record, retry_failed and not lock.waited):
             return {**record, "cached": True}
         source_prompts = load_source_prompts(config, store)
-        return {**Trainer(config, run_hash, store, source_prompts, progress=progress).fit(), "cached": False}
+        trainer = Trainer(config, run_hash, store, source_prompts, progress=progress)
+        trainer.reporter = make_reporter(report_to, store.root, run_hash)
+        return {**trainer.fit(), "cached": False}
 
 
 def serves(record: dict | None, retry_failed: bool) -> bool:
@@ -238,6 +244,7 @@ class Trainer:
         from ..tasks import get_task
 
         self.config, self.run_hash, self.store, self.progress = config, run_hash, store, progress
+        self.reporter = None  # a live view of the loss and evaluations (engine/reporting.py); not in the record
         self.started = datetime.now(timezone.utc)
         self.device = resolve_device(config.device)
         torch.manual_seed(config.seed)
@@ -487,10 +494,14 @@ class Trainer:
                     if self.step % self.log_every == 0 or self.step == self.total_steps:
                         self.loss_curve.append([self.step, sum(self.pending_loss) / len(self.pending_loss)])
                         self.pending_loss = []
+                        if self.reporter is not None:
+                            self.reporter.loss(*self.loss_curve[-1])
                     bar.update(1)
                     bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
                     if self.is_eval_step(self.step):
                         point = self.evaluate_point()
+                        if self.reporter is not None:
+                            self.reporter.evaluation(point)
                         bar.set_postfix(loss=f"{loss:.4f}", score=f"{point['score']:.1f}", refresh=False)
                         if self.step < self.total_steps:
                             self.save_checkpoint()
@@ -501,6 +512,8 @@ class Trainer:
             status, reason = "failed", str(error)
         finally:
             bar.close()
+            if self.reporter is not None:
+                self.reporter.close()
         return self.finish(status, reason, resumed)
 
     def finish(self, status: str, reason: str | None, resumed: bool) -> dict:
