@@ -38,7 +38,7 @@ from torch import nn
 from ..config import option, require
 from .base import (PROMPT_INITS, MethodConfig, PromptMethod, init_linear_, lr_option, vocab_top_k_option,
                    weight_decay_option)
-from .simple import load_initial_prompt
+from .simple import add_prompt_parameter, load_initial_prompt
 
 
 @dataclasses.dataclass
@@ -72,9 +72,8 @@ class AttemptPrompt(PromptMethod):
 
     def __init__(self, config: AttemptConfig, embed_dim: int, n_sources: int):
         super().__init__(config, embed_dim)
-        self.target = nn.Parameter(torch.zeros(config.n_prompts, embed_dim))
+        add_prompt_parameter(self, config.n_prompts, embed_dim, name="target")
         self.register_buffer("source_prompts", torch.zeros(n_sources, config.n_prompts, embed_dim))
-        self.register_buffer("init_token_ids", torch.full((config.n_prompts,), -1, dtype=torch.long))
         self.attn_down = nn.Linear(embed_dim, config.bottleneck, bias=False)
         self.attn_act = nn.SiLU() if config.nonlinearity == "silu" else nn.ReLU()
         self.attn_up = nn.Linear(config.bottleneck, embed_dim, bias=False)

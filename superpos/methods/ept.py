@@ -46,7 +46,7 @@ from torch import nn
 from ..config import option
 from .base import (PROMPT_INITS, MethodConfig, PromptMethod, init_linear_, lr_option, vocab_top_k_option,
                    weight_decay_option)
-from .simple import load_initial_prompt
+from .simple import add_prompt_parameter, load_initial_prompt
 
 
 @dataclasses.dataclass
@@ -78,8 +78,7 @@ class EptPrompt(PromptMethod):
     def __init__(self, config: EptConfig, embed_dim: int):
         super().__init__(config, embed_dim)
         d, s = embed_dim, config.n_prompts
-        self.prompt = nn.Parameter(torch.zeros(s, d))
-        self.register_buffer("init_token_ids", torch.full((s,), -1, dtype=torch.long))
+        add_prompt_parameter(self, s, d)
         self.lora_a = nn.Parameter(torch.zeros(config.max_length, config.rank))
         self.lora_b = nn.Parameter(torch.zeros(config.rank, d))
         self.scaling = config.low_rank_alpha / math.sqrt(config.rank)

@@ -22,7 +22,7 @@ from torch import nn
 from ..config import option
 from .base import (PROMPT_INITS, MethodConfig, PromptMethod, init_linear_, lr_option, vocab_top_k_option,
                    weight_decay_option)
-from .simple import load_initial_prompt
+from .simple import add_prompt_parameter, load_initial_prompt
 
 NONLINEARITIES = ("relu", "tanh", "sigmoid")
 
@@ -50,8 +50,7 @@ class ResidualPrompt(PromptMethod):
 
     def __init__(self, config: ResidualConfig, embed_dim: int):
         super().__init__(config, embed_dim)
-        self.prompt = nn.Parameter(torch.zeros(config.n_prompts, embed_dim))
-        self.register_buffer("init_token_ids", torch.full((config.n_prompts,), -1, dtype=torch.long))
+        add_prompt_parameter(self, config.n_prompts, embed_dim)
         act = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}[config.nonlinearity]
         layers = [nn.Linear(embed_dim, config.bottleneck), act(), nn.Linear(config.bottleneck, embed_dim)]
         if config.layer_norm:

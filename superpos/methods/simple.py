@@ -69,6 +69,15 @@ def initial_prompt(config, backbone, generator: torch.Generator, label_words=Non
     raise ValueError(f"init: unknown value {init!r}")
 
 
+def add_prompt_parameter(method: nn.Module, n: int, embed_dim: int, name: str = "prompt") -> nn.Parameter:
+    """Register on ``method`` the ``[n, d]`` prompt parameter ``name`` (zeros until :func:`load_initial_prompt`)
+    and the ``init_token_ids`` buffer ``[n]`` naming the token each row starts from (-1: none)."""
+    parameter = nn.Parameter(torch.zeros(n, embed_dim))
+    method.register_parameter(name, parameter)
+    method.register_buffer("init_token_ids", torch.full((n,), -1, dtype=torch.long))
+    return parameter
+
+
 def load_initial_prompt(method, parameter: "nn.Parameter", config, backbone, generator: torch.Generator,
                         label_words=None) -> None:
     """Fill ``parameter`` ``[n, d]`` with :func:`initial_prompt` and record the ids in ``method.init_token_ids``."""
@@ -86,8 +95,7 @@ class SimplePrompt(PromptMethod):
 
     def __init__(self, config: SimpleConfig, embed_dim: int):
         super().__init__(config, embed_dim)
-        self.prompt = nn.Parameter(torch.zeros(config.n_prompts, embed_dim))
-        self.register_buffer("init_token_ids", torch.full((config.n_prompts,), -1, dtype=torch.long))
+        add_prompt_parameter(self, config.n_prompts, embed_dim)
 
     @classmethod
     def build(cls, config, backbone, *, generator, label_words=None, source_prompts=None):
