@@ -83,14 +83,14 @@ class Profile:
         return len(profile_configs(self))
 
 
-#: quick: 15 runs of 48 steps at batch 8 on bbc-topic, sized on a 2-core AVX2 CPU in fp32 (measured: 1.3-1.6 s
+#: quick: 21 runs of 48 steps at batch 8 on bbc-topic, sized on a 2-core AVX2 CPU in fp32 (measured: 1.3-1.6 s
 #: per prompt-tuning step, ~9 s per evaluation of 64 examples, ~5 s per backbone load; ~95 s per run), plus
 #: ~10 s per notebook kernel. 48 steps is where simple prompt tuning and SuperPos first emit only valid labels on bbc-topic; fewer,
 #: longer runs rather than many short ones, so that the numbers carry information.
 QUICK_BUDGET = dict(epochs=1, max_steps=48, batch_size=8, eval_every=24, eval_batch_size=64, train_limit=384,
                     eval_limit=64, max_input_tokens=64, dropout_rate=0.1, protocol="paper")
 #: cpu: the seeded reference. 3 seeds x 3 tasks, 100 steps per run (800 examples, most of an epoch of the BBC
-#: suite's 1,000), evaluated every 25 steps on 64 examples: 98 runs, ~10k steps, about 5 hours on a 2-core AVX2
+#: suite's 1,000), evaluated every 25 steps on 64 examples: 114 runs, ~11k steps, about 6 hours on a 2-core AVX2
 #: CPU in fp32 (~2.5 with native bf16).
 CPU_BUDGET = dict(epochs=1, max_steps=100, batch_size=8, eval_every=25, eval_batch_size=64, train_limit=800,
                   eval_limit=64, max_input_tokens=96, dropout_rate=0.1, protocol="paper")
