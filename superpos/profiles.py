@@ -182,10 +182,10 @@ PROFILES: dict[str, Profile] = {
         name="quick",
         description="The default of `make reproduce`: SmolLM2-135M on bbc-topic, 1 seed, 48 steps per run, every "
                     "prompt method and ablation; all notebooks within 40 minutes on a 2-core CPU.",
-        note="Quick budget (one seed, 48 steps at batch 8, minutes on a CPU): simple, Residual and SuperPos prompt "
-             "tuning learn bbc-topic's five labels well above the majority class (23% of the 64 validation "
-             "examples); ATTEMPT, EPT with its projection and SuperPos with softmax weights still emit one invalid "
-             "label in 64 at step 48, so the strict rule scores them 0 (†) while their lenient scores show them "
+        note="Quick budget (one seed, 48 steps at batch 8, minutes on a CPU): simple, Residual, ATTEMPT and SuperPos "
+             "prompt tuning learn bbc-topic's five labels well above the majority class (23% of the 64 validation "
+             "examples); EPT with its projection and SuperPos with softmax weights started at p′ = 0 still emit "
+             "invalid labels at step 48, so the strict rule scores them 0 (†) while their lenient scores show them "
              "learning; one seed gives no spread, so differences of a few points are not conclusions (profile cpu: "
              "three seeds, 100 steps).",
         backbones=("smollm2-135m",),
