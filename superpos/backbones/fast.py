@@ -67,11 +67,23 @@ def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor
 
 
 def causal_loss(backbone, prompt: torch.Tensor, embeds: torch.Tensor, attention_mask: torch.Tensor,
-                labels: torch.Tensor) -> torch.Tensor:
+                labels: torch.Tensor, prompt_mask: torch.Tensor | None = None) -> torch.Tensor:
     """Mean cross-entropy over target tokens of ``[prompt, input, target]``, as ``Backbone.loss`` defines it.
 
     ``prompt [B, n, d]`` and ``embeds [B, L, d]`` come from the method (model dtype); ``attention_mask [B, L]``
     marks real input tokens; ``labels [B, T]`` holds target ids, ``-100`` at padding.
+    """
+    logits, targets, _ = causal_target_logits(backbone, prompt, embeds, attention_mask, labels, prompt_mask)
+    return F.cross_entropy(logits.float(), targets, ignore_index=IGNORE_INDEX)
+
+
+def causal_target_logits(backbone, prompt: torch.Tensor, embeds: torch.Tensor, attention_mask: torch.Tensor,
+                         labels: torch.Tensor, prompt_mask: torch.Tensor | None = None
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(logits [N, V], targets [N], rows [N])`` at the ``N`` target tokens, with the batch row of each.
+
+    Arguments as in :func:`causal_loss`; ``prompt_mask [B, n]`` (1 = a prompt vector) marks the prompt positions
+    a row really has (runs of a packed group have prompts of several lengths); None means all of them.
     """
     model = backbone.model
     inner, config = model.model, model.config
@@ -83,10 +95,11 @@ def causal_loss(backbone, prompt: torch.Tensor, embeds: torch.Tensor, attention_
     suffix = torch.cat([embeds, backbone.embed(labels.clamp(min=0)).to(embeds.dtype)], dim=1)
     mask = torch.cat([attention_mask.bool(), target_mask], dim=1)
     seq_labels = torch.cat([torch.full_like(attention_mask, IGNORE_INDEX, dtype=labels.dtype), labels], dim=1)
-    shared = n > 0 and (B == 1 or bool((prompt[1:] == prompt[:1]).all()))
-    if n > 0 and not shared:  # an input-dependent prompt (ATTEMPT) is part of every row
+    shared = n > 0 and prompt_mask is None and (B == 1 or bool((prompt[1:] == prompt[:1]).all()))
+    if n > 0 and not shared:  # an input-dependent prompt (ATTEMPT), or a packed group's: part of every row
         suffix = torch.cat([prompt, suffix], dim=1)
-        mask = torch.cat([mask.new_ones(B, n), mask], dim=1)
+        own = mask.new_ones(B, n) if prompt_mask is None else prompt_mask.bool()
+        mask = torch.cat([own, mask], dim=1)
         seq_labels = torch.cat([seq_labels.new_full((B, n), IGNORE_INDEX), seq_labels], dim=1)
     order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)
     mask = mask.gather(1, order)
@@ -103,6 +116,7 @@ def causal_loss(backbone, prompt: torch.Tensor, embeds: torch.Tensor, attention_
     next_labels = next_labels.flatten().index_select(0, rows)
     head_rows = (next_labels != IGNORE_INDEX).nonzero().squeeze(1)
     targets = next_labels.index_select(0, head_rows)
+    head_batch_rows = rows.index_select(0, head_rows) // S          # the batch row of each target
     if P:
         x = torch.cat([prompt[0], x], dim=0)                         # [P + N_s, d]
         positions = torch.cat([torch.arange(P, device=device), positions])
@@ -149,4 +163,4 @@ def causal_loss(backbone, prompt: torch.Tensor, embeds: torch.Tensor, attention_
         x = x + attn.o_proj(out)
         x = x + layer.mlp(layer.post_attention_layernorm(x))
     logits = backbone._lm_head(inner.norm(x))                        # [targets, V]
-    return F.cross_entropy(logits.float(), targets)
+    return logits, targets, head_batch_rows
