@@ -107,6 +107,9 @@ def run_group(configs: list[RunConfig | dict], store: ResultsStore, *, retry_fai
     from .train import clean_store_once, serves
 
     configs = [as_run_config(config).resolved() for config in configs]
+    keys = {pack_key(config) for config in configs}
+    require(None not in keys, "pack", "full fine-tuning trains the backbone's own weights: it runs alone, never packed")
+    require(len(keys) <= 1, "pack", "runs packed together must share backbone, device, dtype and dropout setting")
     hashes = [config.run_hash() for config in configs]
     records: dict[str, dict] = {}
     held_elsewhere: list[RunConfig] = []

@@ -325,7 +325,8 @@ class Trainer:
     def encode_batch(self, examples: list):
         """The training ``Batch`` of ``examples``: inputs cut at this run's ``max_input_tokens``, with targets."""
         return self.backbone.encode([e.input_text for e in examples], [e.target_text for e in examples],
-                                    max_input_tokens=self.config.max_input_tokens, max_target_tokens=self.max_new_tokens)
+                                    max_input_tokens=self.config.max_input_tokens,
+                                    max_target_tokens=self.max_new_tokens)
 
     def train_step(self, examples: list) -> float:
         batch = self.encode_batch(examples)
