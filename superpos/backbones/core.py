@@ -364,7 +364,9 @@ class Backbone:
         if self.kind == "causal" and self.fast_loss and fast.supported(self.model):
             # Same loss and gradients, less work: no padding in the linear layers, the prompt computed once
             # per batch, the last layer and LM head only where targets are read (see backbones/fast.py).
-            return fast.causal_target_logits(self, prompt, embeds, batch.attention_mask, batch.labels, prompt_mask)
+            blocks = method.sizes if isinstance(method, MethodRows) else None
+            return fast.causal_target_logits(self, prompt, embeds, batch.attention_mask, batch.labels, prompt_mask,
+                                             blocks)
         embeds, mask = self._with_prompt(prompt, embeds, batch.attention_mask, prompt_mask)
         if self.kind == "seq2seq":
             if prompt_mask is not None:  # prompts of several lengths: [prompt, input] together, padding after
