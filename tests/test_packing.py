@@ -3,8 +3,8 @@
 Every run trains tiny-llama (the fast Llama loss) or tiny-t5 on the built-in bbc-topic task for a few steps on CPU.
 Tolerance, measured on CPU: the loss curves of a packed run and the run alone agree to a relative 1.1e-6 over 40
 steps (1.3e-7 over the few steps here); predictions, scores, history and best points are identical. Trained tensors
-agree to 1.5e-3 of their largest entry here (4e-3 over 40 steps), most of them to 1e-5: Adam's normalised step
-turns the rounding of a near-zero gradient (EPT's projections start at zero) into a visible step.
+agree to a relative 2.2e-4 in norm here, most of them to 1e-6; the worst are EPT's projections, which start at
+zero: Adam's normalised step turns the rounding of a near-zero gradient into a visible step.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from superpos.engine import GridSpec, ResultsStore, RunConfig, run, run_configs,
 from superpos.engine.packed import PackedGroup, plan_units, run_group
 
 LOSS_RTOL = 1e-5    # relative, per loss-curve point
-STATE_RTOL = 5e-3   # of the largest entry of each trained tensor
+STATE_RTOL = 1e-3   # relative, in norm, per trained tensor (and per analysis number)
 BASE = dict(task="bbc-topic", train_limit=16, eval_limit=6, eval_batch_size=4, device="cpu")
 
 
@@ -74,8 +74,8 @@ def assert_same_run(packed: dict, alone: dict, packed_store: ResultsStore, alone
             ours, theirs = load_file(str(packed_store.root / packed[key])), load_file(str(alone_store.root / alone[key]))
             assert ours.keys() == theirs.keys()
             for name, value in theirs.items():
-                scale = float(value.float().abs().max()) or 1.0
-                assert torch.allclose(ours[name].float(), value.float(), rtol=0, atol=STATE_RTOL * scale), name
+                gap = float((ours[name].float() - value.float()).norm()) / (float(value.float().norm()) or 1.0)
+                assert gap <= STATE_RTOL, (name, gap)
     assert numbers(packed["analysis"]) == pytest.approx(numbers(alone["analysis"]), rel=STATE_RTOL, abs=1e-6)
     assert packed["provenance"]["packed_runs"] >= 2 and "packed_runs" not in alone["provenance"]
 
