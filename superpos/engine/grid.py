@@ -174,9 +174,7 @@ def run_configs(configs: list[RunConfig], store: ResultsStore, *, retry_failed: 
             bar.close()
             raise
         except Exception as error:  # one run's failure must not end the grid
-            found = [failed_record(configs[i], error) for i in unit]
-            for record in found:
-                store.put(record)
+            found = [failed_unless_done(configs[i], error, store) for i in unit]
         for index, record in zip(unit, found):
             records[index] = record
         bar.update(len(unit))
@@ -191,6 +189,14 @@ def run_configs(configs: list[RunConfig], store: ResultsStore, *, retry_failed: 
             result.failed += 1
     print(result.summary(), file=sys.stderr)
     return result
+
+
+def failed_unless_done(config: RunConfig, error: BaseException, store: ResultsStore) -> dict[str, Any]:
+    """The stored record of a run that finished before ``error`` (in a packed group), else a failed record, stored."""
+    if store.is_done(run_hash := config.run_hash()):
+        return {**store.get(run_hash), "cached": False}
+    store.put(record := failed_record(config, error))
+    return record
 
 
 def failed_record(config: RunConfig, error: BaseException) -> dict[str, Any]:

@@ -162,19 +162,20 @@ def train_members(configs: list[RunConfig], store: ResultsStore, progress: bool)
         except Exception as error:  # this run cannot start; the group goes on without it
             records[config.run_hash()] = failed_record(config, error)
             store.put(records[config.run_hash()])
-    if len(trainers) == 1:
-        records[trainers[0].run_hash] = {**trainers[0].fit(), "cached": False}
-    elif trainers:
-        group = PackedGroup(trainers, progress=progress)
-        try:
-            records.update(group.fit())
-        except Exception as error:  # not a run's own failure (that is a NaN): each unfinished run fails, retryably
-            for trainer in trainers:
-                if trainer.run_hash not in group.records:
-                    records[trainer.run_hash] = failed_record(trainer.config, error)
-                    store.put(records[trainer.run_hash])
-            records.update(group.records)
-    return records
+    finished: dict[str, dict] = {}
+    try:
+        if len(trainers) == 1:
+            finished[trainers[0].run_hash] = {**trainers[0].fit(), "cached": False}
+        elif trainers:
+            group = PackedGroup(trainers, progress=progress)
+            finished = group.records  # filled as runs finish, so an error below keeps the finished ones
+            group.fit()
+    except Exception as error:  # not a run's own failure (a NaN is): each unfinished run fails, retryably
+        for trainer in trainers:
+            if trainer.run_hash not in finished:
+                finished[trainer.run_hash] = failed_record(trainer.config, error)
+                store.put(finished[trainer.run_hash])
+    return {**records, **finished}
 
 
 # ---------------------------------------------------------------- the packed loop
