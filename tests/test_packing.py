@@ -116,6 +116,44 @@ def test_dropout_on_gives_other_masks_but_the_same_statistics(tmp_path):
         assert max(abs(a - b) / b for a, b in zip(ours_losses, their_losses)) < 0.05
 
 
+@pytest.mark.parametrize("path", ["tiny-llama fast", "tiny-llama hf", "tiny-t5"])
+def test_one_packed_forward_gives_each_method_its_own_loss_and_gradient(path, request):
+    """Backbone level: ``token_losses`` over ``MethodRows`` against ``loss`` of each method alone, on every path."""
+    from superpos.backbones import Batch, MethodRows
+    from superpos.methods import build_method
+
+    backbone = request.getfixturevalue("tiny_t5" if path == "tiny-t5" else "tiny_llama")
+    backbone.fast_loss = path != "tiny-llama hf"
+    texts = ["the cat sat on the mat today", "a b c", "hello world, a longer input than the others here", "x"]
+    targets = ["sport", "business", "tech", "politics"]
+    methods = [build_method({"method": "simple", "n_prompts": 1}, backbone, seed=0),
+               build_method({"method": "superpos", "m": 16}, backbone, seed=1),
+               build_method({"method": "attempt", "n_prompts": 4}, backbone, seed=2,
+                            source_prompts=torch.randn(2, 4, backbone.embed_dim)),
+               build_method({"method": "ept", "max_length": 64}, backbone, seed=3)]
+    batches = [backbone.encode(texts[i:] + texts[:i], targets, max_input_tokens=8 + 4 * i, max_target_tokens=4)
+               for i in range(len(methods))]
+    try:
+        alone = []
+        for method, batch in zip(methods, batches):
+            loss = backbone.loss(batch, method)
+            loss.backward()
+            alone.append((loss.item(), [p.grad.clone() for p in method.parameters() if p.grad is not None]))
+            method.zero_grad()
+        losses, rows = backbone.token_losses(Batch.concat(batches, backbone.pad_token_id),
+                                             MethodRows(methods, [len(b) for b in batches]))
+        packed = [losses[(rows >= 4 * i) & (rows < 4 * i + 4)].mean() for i in range(len(methods))]
+        sum(packed).backward()
+    finally:
+        backbone.fast_loss = True
+    for (loss, grads), ours, method in zip(alone, packed, methods):
+        assert ours.item() == pytest.approx(loss, rel=LOSS_RTOL)
+        ours_grads = [p.grad for p in method.parameters() if p.grad is not None]
+        assert len(ours_grads) == len(grads)
+        for a, b in zip(ours_grads, grads):
+            assert float((a - b).norm()) <= 1e-4 * float(b.norm()) + 1e-9, method.name
+
+
 # ---------------------------------------------------------------- what runs alone, and what is left out
 def test_full_fine_tuning_and_incompatible_runs_are_never_packed():
     configs = [config("simple"), config("full"), config("superpos", method_config={"m": 16}),
