@@ -8,17 +8,15 @@ zero: Adam's normalised step turns the rounding of a near-zero gradient into a v
 """
 from __future__ import annotations
 
-import dataclasses
 import signal
 import threading
-import time
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-import superpos.methods as methods_module
 import superpos.engine.train as train_module
+import superpos.methods as methods_module
 from superpos.engine import GridSpec, ResultsStore, RunConfig, run, run_configs, run_grid
 from superpos.engine.packed import PackedGroup, plan_units, run_group
 
@@ -71,7 +69,8 @@ def assert_same_run(packed: dict, alone: dict, packed_store: ResultsStore, alone
     for key in ("prompt_path", "state_path"):
         assert (packed[key] is None) == (alone[key] is None), key
         if packed[key] is not None:
-            ours, theirs = load_file(str(packed_store.root / packed[key])), load_file(str(alone_store.root / alone[key]))
+            ours = load_file(str(packed_store.root / packed[key]))
+            theirs = load_file(str(alone_store.root / alone[key]))
             assert ours.keys() == theirs.keys()
             for name, value in theirs.items():
                 gap = float((ours[name].float() - value.float()).norm()) / (float(value.float().norm()) or 1.0)
