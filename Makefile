@@ -4,6 +4,8 @@ PYTHON_BOOT ?= python3
 VENV        := .venv
 PY          := $(VENV)/bin/python
 PROFILE     ?= quick
+# Runs trained together per step (docs/SPEED.md, "Packing"): empty = automatic (8 on CUDA, alone on CPU), 1 = off.
+PACK        ?=
 STAMP       := $(VENV)/.installed-stamp
 
 # Offline by default: without these, a hub call on a machine without network retries ~23 s before failing.
@@ -37,7 +39,7 @@ test: install
 # Trains every run of the profile into results/$(PROFILE)/ (resuming what an earlier call left), compares each
 # with the committed reference in results/$(PROFILE)/reference/, then renders tables, figures and notebooks.
 reproduce: install
-	$(PY) -m superpos reproduce --profile $(PROFILE)
+	$(PY) -m superpos reproduce --profile $(PROFILE) $(if $(PACK),--pack $(PACK))
 
 # Renders tables, figures and notebooks from the committed reference alone: nothing trains.
 report: install
@@ -45,7 +47,7 @@ report: install
 
 # Like reproduce, then makes the fresh runs the committed reference (on purpose, after a change of results).
 reference: install
-	$(PY) -m superpos reproduce --profile $(PROFILE) --accept
+	$(PY) -m superpos reproduce --profile $(PROFILE) --accept $(if $(PACK),--pack $(PACK))
 
 bench: install
 	$(PY) benchmarks/bench_training.py

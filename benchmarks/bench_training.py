@@ -255,8 +255,9 @@ def summarize(times: list[float], examples: list[int], tokens: list[int], positi
 
 
 # ----------------------------------------------------------------------------- the arms
-def engine_trainer(args, method: str, store_root: str):
-    """The engine's own Trainer for this benchmark's run (loads task data, backbone, method)."""
+def engine_trainer(args, method: str, store_root: str, *, seed: int | None = None, backbone=None):
+    """The engine's own Trainer for this benchmark's run (loads task data, backbone, method); ``backbone``: an
+    already loaded one to share, ``seed``: another seed than ``--seed``."""
     from superpos.engine import ResultsStore, RunConfig
     from superpos.engine.train import Trainer
 
@@ -265,8 +266,8 @@ def engine_trainer(args, method: str, store_root: str):
                        max_steps=args.steps + args.warmup, eval_every=0, eval_limit=args.eval_limit,
                        eval_batch_size=args.eval_batch_size, train_limit=args.train_limit,
                        max_input_tokens=args.max_input_tokens, device=args.device, dtype=args.precision,
-                       seed=args.seed).resolved()
-    return Trainer(config, config.run_hash(), ResultsStore(store_root), None, progress=False)
+                       seed=args.seed if seed is None else seed).resolved()
+    return Trainer(config, config.run_hash(), ResultsStore(store_root), None, progress=False, backbone=backbone)
 
 
 def validation_loss(trainer, batch_size: int = 16) -> float:
@@ -551,6 +552,84 @@ class PeftSession:
         return result
 
 
+class PackingSession:
+    """Packed against unpacked training, in one process on the same runs: ``--pack`` R runs (simple and superpos in
+    turn, seeds ``--seed``.., each with ``--batch-size`` examples a step), built twice on one shared frozen backbone.
+    One copy trains each run alone, one after another (the engine's ``train_step``); the other trains them as one
+    packed group (``PackedGroup.train_step``: one forward and one backward for all). Each ``step`` times both, the
+    order alternating; the cost per example is a round's time over its ``R x batch`` examples."""
+
+    def __init__(self, args, store_root: str):
+        from superpos.engine.packed import PackedGroup
+
+        self.args, self.total = args, args.steps + args.warmup
+        methods = [("simple", "superpos")[i % 2] for i in range(args.pack)]
+        first = engine_trainer(args, methods[0], store_root)
+        self.device, backbone = first.device, first.backbone
+        self.alone = [first] + [engine_trainer(args, m, store_root, seed=args.seed + i, backbone=backbone)
+                                for i, m in enumerate(methods) if i]
+        self.packed = [engine_trainer(args, m, store_root, seed=args.seed + i, backbone=backbone)
+                       for i, m in enumerate(methods)]
+        self.group = PackedGroup(self.packed, progress=False)
+        self.methods = methods
+        self.times: dict[str, list[float]] = {"alone": [], "packed": []}
+
+    def start(self) -> None:
+        self.watch = MemoryWatch(self.device)
+
+    def step(self) -> float:
+        modes = ("alone", "packed") if len(self.times["alone"]) % 2 == 0 else ("packed", "alone")
+        for mode in modes:
+            sync(self.device)
+            started = time.perf_counter()
+            if mode == "packed":
+                self.group.train_step(self.packed)
+            else:
+                for trainer in self.alone:
+                    trainer.end_step(trainer.train_step(trainer.batch_at(trainer.step)), 0.0)
+            sync(self.device)
+            self.times[mode].append(time.perf_counter() - started)
+        return self.times["alone"][-1] + self.times["packed"][-1]
+
+    def finish(self) -> dict:
+        args, warmup = self.args, self.args.warmup
+        examples = args.pack * args.batch_size
+        out = {"runs": args.pack, "methods": self.methods, "batch_size": args.batch_size, "warmup": warmup,
+               "memory": self.watch.stop()}
+        for mode, times in self.times.items():
+            median = statistics.median(times[warmup:])
+            out[mode] = {"round_s_median": round(median, 4), "round_s_all": [round(t, 4) for t in times],
+                         "ms_per_example": round(1000 * median / examples, 3)}
+        out["packed_over_alone"] = round(out["packed"]["round_s_median"] / out["alone"]["round_s_median"], 3)
+        gaps = [abs(a - b) / abs(a) for x, y in zip(self.alone, self.packed)
+                for (_, a), (_, b) in zip(x.loss_curve, y.loss_curve)]
+        out["loss_max_relative_difference"] = max(gaps) if gaps else None
+        out["device"], out["threads"] = str(self.device), torch_threads()
+        return out
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def packing_lines(packing: dict) -> list[str]:
+    """The packed/unpacked comparison, side by side."""
+    alone, packed = packing["alone"], packing["packed"]
+    gap = packing["loss_max_relative_difference"]
+    timed = len(alone["round_s_all"]) - packing["warmup"]
+    return ["", f"packing: {packing['runs']} runs ({', '.join(packing['methods'])}), batch {packing['batch_size']} "
+                f"each, in one process on {packing['device']} ({packing['threads']} threads), alone and packed in "
+                f"turn: median of {timed} rounds after {packing['warmup']} warm-up",
+            f"  alone, one run after another: {alone['ms_per_example']:.2f} ms/example ({alone['round_s_median']:.3f} s "
+            f"a round)",
+            f"  packed, one forward/backward: {packed['ms_per_example']:.2f} ms/example ({packed['round_s_median']:.3f} s "
+            f"a round); packed/alone {packing['packed_over_alone']:.2f}x",
+            f"  losses, packed against alone: max relative difference {gap:.1e}" if gap is not None else
+            "  losses: no step to compare"]
+
+
 def arm_worker(arm: str, arg_values: dict, conn) -> None:
     """One arm in its own process: build it, then obey the orchestrator (("peak", plans), start, step, finish)."""
     import traceback
@@ -561,7 +640,8 @@ def arm_worker(arm: str, arg_values: dict, conn) -> None:
         args = argparse.Namespace(**arg_values)
         torch.manual_seed(args.seed)
         store_root = tempfile.mkdtemp(prefix="bench-store-")
-        session = PeftSession(args, store_root) if arm == "peft-trainer" else OursSession(args, arm, store_root)
+        session = (PeftSession(args, store_root) if arm == "peft-trainer" else PackingSession(args, store_root)
+                   if arm == "packing" else OursSession(args, arm, store_root))
         session.conn = conn
         conn.send(("ok", {"threads": torch.get_num_threads(), "device": str(session.device)}))
         while True:
@@ -601,6 +681,8 @@ def parse_args(argv=None):
                         help="Precision of every arm's frozen backbone: 'auto' (resolve_precision: bf16 where the "
                              "device runs it natively, else fp32), 'fp32' or 'bf16'.")
     parser.add_argument("--arms", default=",".join(ARMS), help=f"Comma-separated subset of {', '.join(ARMS)}.")
+    parser.add_argument("--pack", type=int, default=4,
+                        help="Also time R runs packed against the same R runs alone, in one process (0: skip).")
     parser.add_argument("--out", default="results/bench", help="Folder for the JSON results (relative: to the repository).")
     return parser.parse_args(argv)
 
@@ -693,7 +775,16 @@ def main(argv=None) -> int:
                          "matmul_peak_flops": {d: [p[d]["flops"] for p in handle.peaks] for d in PEAK_DTYPES},
                          **handle.info}
         handle.process.join(timeout=60)
-    return report(args, arms, results, started)
+    packing = None
+    if args.pack >= 2:  # after the arms, in its own process: R runs alone and packed, alternating
+        print(f"[bench] packing: {args.pack} runs alone and packed ...", file=sys.stderr, flush=True)
+        handle = Arm("packing", args, context)
+        handle.call("start")
+        for step in range(total):
+            handle.call("step")
+        packing = handle.call("finish")
+        handle.process.join(timeout=60)
+    return report(args, arms, results, started, packing)
 
 
 def percent(x: float) -> str:
@@ -725,7 +816,7 @@ def metric_verdict(r: dict, base: dict) -> tuple[bool, str]:
     return not worse, (detail if not worse else f"{detail}; worse on: {', '.join(worse)}")
 
 
-def report(args, arms, results, started) -> int:
+def report(args, arms, results, started, packing: dict | None = None) -> int:
     precision, reason = args.precision, args.precision_reason
     own_peaks = {arm: {d: statistics.median(results[arm]["matmul_peak_flops"][d]) for d in PEAK_DTYPES}
                  for arm in arms}
@@ -801,6 +892,8 @@ def report(args, arms, results, started) -> int:
     goals = goal_lines(arms, results, own_peaks, precision, reason,
                        (args.bf16_native, args.bf16_native_why))
     lines += ["", f"goals, measured in this run (every arm {precision}):"] + [f"  {g['line']}" for g in goals]
+    if packing is not None:
+        lines += packing_lines(packing)
     lines.append(f"total wall time {time.perf_counter() - started:.0f} s")
 
     payload = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "args": vars(args),
@@ -808,7 +901,7 @@ def report(args, arms, results, started) -> int:
                "matmul_peak_flops_median": {d: statistics.median(v for r in results.values()
                                                                  for v in r["matmul_peak_flops"][d])
                                             for d in PEAK_DTYPES},
-               "arms": results, "ratios": summary, "goals": goals}
+               "arms": results, "ratios": summary, "goals": goals, "packing": packing}
     out_dir = Path(args.out) if Path(args.out).is_absolute() else REPO / args.out
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "bench_training.json").write_text(json.dumps(payload, indent=1, default=float) + "\n")

@@ -268,7 +268,7 @@ def _command_grid(args) -> int:
 
     expand(spec)  # every name and field checked before anything runs
     result = run_grid(spec, _store_from(args), retry_failed=args.retry_failed, executor=args.executor,
-                      ray_address=args.ray_address, report_to=args.report_to)
+                      ray_address=args.ray_address, report_to=args.report_to, pack=args.pack)
     return 0 if result.failed == 0 else 1
 
 
@@ -277,7 +277,7 @@ def _command_reproduce(args) -> int:
         from .reproduce import reproduce
 
         return reproduce(args.profile, notebooks=args.notebook or None, from_reference=args.from_reference,
-                         accept=args.accept)
+                         accept=args.accept, pack=args.pack)
     except KeyboardInterrupt as error:
         if error.args:  # already says what was kept (a run's checkpoint, a notebook's partial copy)
             raise
@@ -339,6 +339,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="Train nothing: render the notebooks from results/<profile>/reference (make report).")
     mode.add_argument("--accept", action="store_true",
                       help="After training, make the fresh runs the profile's reference (make reference).")
+    for sub in (grid_parser, reproduce_parser):
+        sub.add_argument("--pack", type=int, default=None, metavar="R",
+                         help="Train up to R compatible runs together (default: 8 on CUDA, each run alone on CPU).")
+        sub.add_argument("--no-pack", dest="pack", action="store_const", const=1, help="Train every run alone.")
     glance_parser = commands.add_parser(
         "glance", help="Judge the paper's claims on the finished runs of a profile (also part of notebook 05).")
     glance_parser.add_argument("--profile", default="quick", help="quick (default), cpu, offline, paper or smoke.")

@@ -79,8 +79,9 @@ def grid_summaries(path: Path) -> list[str]:
     return lines
 
 
-def train_profile(profile: str, names: list[str], *, progress: bool = True):
-    """Step 1: train every run of the notebooks ``names`` under ``profile`` into its working store."""
+def train_profile(profile: str, names: list[str], *, progress: bool = True, pack: int | None = None):
+    """Step 1: train every run of the notebooks ``names`` under ``profile`` into its working store (``pack``: as
+    for ``run_configs``)."""
     from .engine import ResultsStore, run_configs
 
     configs = profile_configs(profile, names)
@@ -88,7 +89,7 @@ def train_profile(profile: str, names: list[str], *, progress: bool = True):
     stored = sum(store.is_done(config.run_hash()) for config in configs)
     print(f"train: {len(configs)} runs, {stored} already in {_shown(store.root)}, {len(configs) - stored} to train",
           flush=True)
-    return run_configs(configs, store, progress=progress)
+    return run_configs(configs, store, progress=progress, pack=pack)
 
 
 def compare_with_reference(profile: str, records: list[dict]) -> str:
@@ -145,10 +146,11 @@ def accept_as_reference(profile: str, records: list[dict], *, readouts: bool = F
 
 def reproduce(profile: str = "quick", notebooks: list[str] | None = None, *, output_dir: str | Path | None = None,
               cell_timeout_s: int | None = None, start_timeout_s: int = START_TIMEOUT_S, progress: bool = True,
-              from_reference: bool = False, accept: bool = False) -> int:
+              from_reference: bool = False, accept: bool = False, pack: int | None = None) -> int:
     """Train, compare and render the notebooks (all, in order, or ``notebooks``) of ``profile``; return an exit
     code (0: every run finished and every notebook ran; 1 otherwise). ``from_reference`` renders from the
-    committed reference without training; ``accept`` makes the fresh runs the new reference. Raises
+    committed reference without training; ``accept`` makes the fresh runs the new reference; ``pack`` packs
+    compatible runs as ``run_configs`` does (None: automatic, on CUDA only). Raises
     ``ValueError`` for unknown names or a reference that lacks runs."""
     import papermill
 
@@ -177,7 +179,7 @@ def reproduce(profile: str = "quick", notebooks: list[str] | None = None, *, out
         print(f"report: profile {profile}, rendering from {_shown(reference_dir(profile))} (nothing trains)", flush=True)
     else:
         print(f"reproduce: profile {profile} ({spec.description})", flush=True)
-        result = train_profile(profile, names, progress=progress)
+        result = train_profile(profile, names, progress=progress, pack=pack)
         fresh = result.records
         if result.failed:
             failures.append(f"{result.failed} failed runs")

@@ -72,6 +72,18 @@ def test_grid_on_ray_writes_every_record_and_respects_sources(local_ray, glue_di
     assert (again.cached, again.done, again.failed) == (len(configs), 0, 0)
 
 
+def test_a_packed_group_is_one_ray_task(local_ray, glue_dir, tmp_path):
+    spec = GridSpec(backbones=["tiny-t5"], tasks=["sst2", "rte"], methods=["simple", "attempt"],
+                    attempt_sources=["sst2"], budget=BUDGET)
+    result = run_grid(spec, ResultsStore(tmp_path / "store"), executor="ray", progress=False, pack=2)
+    assert (result.done, result.failed) == (3, 0), [r.get("reason") for r in result.records]
+    simple = [r for r in result.records if r["config"]["method"] == "simple"]
+    attempt = next(r for r in result.records if r["config"]["method"] == "attempt")
+    assert [r["provenance"]["packed_runs"] for r in simple] == [2, 2]
+    assert len({(r["worker"]["pid"], r["worker"]["host"]) for r in simple}) == 1  # one task trained both
+    assert "packed_runs" not in attempt["provenance"]  # ready alone, after its source
+
+
 def crash_once_then_run(config, store, **kwargs):
     """Kill the worker process on the first attempt of the seed-1 run (a marker file remembers)."""
     from superpos.engine.train import run

@@ -7,8 +7,8 @@
 Modules: ``core`` (``Backbone``, ``Batch``: encode, loss, generation, dropout), ``load`` (names, local
 folders, hub ids, the embedded SmolLM2), ``tiny`` (random test models), ``files`` (atomic cache folders).
 """
-from .core import IGNORE_INDEX, SEPARATOR, TARGET_PREFIX, Backbone, BackboneError, Batch, PromptMethod
+from .core import IGNORE_INDEX, SEPARATOR, TARGET_PREFIX, Backbone, BackboneError, Batch, MethodRows, PromptMethod
 from .load import BACKBONES, DEFAULT_BACKBONE, hub_reachable, load_backbone, smollm2_folder
 
 __all__ = ["BACKBONES", "DEFAULT_BACKBONE", "IGNORE_INDEX", "SEPARATOR", "TARGET_PREFIX", "Backbone",
-           "BackboneError", "Batch", "PromptMethod", "hub_reachable", "load_backbone", "smollm2_folder"]
+           "BackboneError", "Batch", "MethodRows", "PromptMethod", "hub_reachable", "load_backbone", "smollm2_folder"]

@@ -71,6 +71,47 @@ class Batch:
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
         return Batch(move(self.input_ids), move(self.attention_mask), move(self.labels))
 
+    @staticmethod
+    def concat(batches: list["Batch"], pad_token_id: int) -> "Batch":
+        """The batches one after another, ``[sum B, max L]`` (and ``[sum B, max T]`` targets), right-padded
+        again to the longest of all; each row keeps its own tokens."""
+        def cat(tensors: list[torch.Tensor], value: int) -> torch.Tensor:
+            width = max(t.shape[1] for t in tensors)
+            return torch.cat([F.pad(t, (0, width - t.shape[1]), value=value) for t in tensors])
+
+        labels = None if batches[0].labels is None else cat([b.labels for b in batches], IGNORE_INDEX)
+        return Batch(cat([b.input_ids for b in batches], pad_token_id),
+                     cat([b.attention_mask for b in batches], 0), labels)
+
+
+class MethodRows:
+    """Several prompt methods over one batch: consecutive blocks of rows, each through its own method (the runs
+    of a packed group, ``superpos.engine.packed``). ``sizes`` holds the rows of each method, in batch order.
+
+    Called like a method, it returns ``(prompt [B, n, d], inputs_embeds [B, L, d], prompt_mask [B, n])`` with
+    ``n`` the longest prompt: a shorter prompt is padded at its start, ``prompt_mask`` 0 there, so every row
+    reads ``[padding, its prompt, its input]`` and the backbone moves the padding out of the way.
+    """
+
+    def __init__(self, methods: list, sizes: list[int]):
+        if len(methods) != len(sizes):
+            raise ValueError(f"MethodRows: {len(methods)} methods for {len(sizes)} row blocks")
+        self.methods, self.sizes = list(methods), [int(size) for size in sizes]
+
+    def __call__(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor):
+        prompts, embeds, start = [], [], 0
+        for method, size in zip(self.methods, self.sizes):
+            prompt, rows = method(inputs_embeds[start:start + size], attention_mask[start:start + size])
+            prompts.append(prompt)
+            embeds.append(rows.to(inputs_embeds.dtype))
+            start += size
+        if start != inputs_embeds.shape[0]:
+            raise ValueError(f"MethodRows: blocks of {sum(self.sizes)} rows for a batch of {inputs_embeds.shape[0]}")
+        n = max(prompt.shape[1] for prompt in prompts)
+        masks = [F.pad(attention_mask.new_ones(p.shape[:2]), (n - p.shape[1], 0)) for p in prompts]  # [b, n]
+        prompts = [F.pad(p.to(prompts[0].dtype), (0, 0, n - p.shape[1], 0)) for p in prompts]         # [b, n, d]
+        return torch.cat(prompts), torch.cat(embeds), torch.cat(masks)
+
 
 def _pack(mask: torch.Tensor, *tensors: torch.Tensor, left: bool) -> tuple[torch.Tensor, ...]:
     """Move the real positions of every row together, keeping their order; padding goes right or left.
@@ -272,20 +313,25 @@ class Backbone:
             mask[i, : len(r)] = 1
         return ids, mask
 
-    def _prompted_inputs(self, batch: Batch, method: PromptMethod | None):
-        """``(prompt [B, n, d], inputs_embeds [B, L, d])`` in the model's dtype; ``n`` is 0 without a method."""
+    def _prompted_inputs(self, batch: Batch, method: PromptMethod | MethodRows | None):
+        """``(prompt [B, n, d], inputs_embeds [B, L, d], prompt_mask [B, n] or None)`` in the model's dtype; ``n``
+        is 0 without a method; ``prompt_mask`` is None when every row has all ``n`` prompt vectors (one method)."""
         embeds = self.embed(batch.input_ids)
         if method is None:
-            return embeds.new_zeros(embeds.shape[0], 0, embeds.shape[2]), embeds
-        prompt, embeds = method(embeds, batch.attention_mask)
+            return embeds.new_zeros(embeds.shape[0], 0, embeds.shape[2]), embeds, None
+        if isinstance(method, MethodRows):
+            prompt, embeds, prompt_mask = method(embeds, batch.attention_mask)
+        else:
+            (prompt, embeds), prompt_mask = method(embeds, batch.attention_mask), None
         if prompt.dim() != 3 or prompt.shape[0] != embeds.shape[0] or prompt.shape[2] != self.embed_dim:
             raise ValueError(f"method returned a prompt of shape {list(prompt.shape)}; expected "
                              f"[{embeds.shape[0]}, n, {self.embed_dim}]")
-        return prompt.to(self.dtype), embeds.to(self.dtype)
+        return prompt.to(self.dtype), embeds.to(self.dtype), prompt_mask
 
-    def _with_prompt(self, prompt: torch.Tensor, embeds: torch.Tensor, mask: torch.Tensor):
-        """``[prompt, inputs]``: embeddings ``[B, n + L, d]`` and the mask grown by ``n`` ones."""
-        ones = mask.new_ones(mask.shape[0], prompt.shape[1])
+    def _with_prompt(self, prompt: torch.Tensor, embeds: torch.Tensor, mask: torch.Tensor,
+                     prompt_mask: torch.Tensor | None = None):
+        """``[prompt, inputs]``: embeddings ``[B, n + L, d]`` and the mask grown by ``prompt_mask`` (ones when None)."""
+        ones = mask.new_ones(mask.shape[0], prompt.shape[1]) if prompt_mask is None else prompt_mask.to(mask.dtype)
         return torch.cat([prompt, embeds], dim=1), torch.cat([ones, mask], dim=1)
 
     # -- loss
@@ -295,19 +341,41 @@ class Backbone:
         Calls ``prompt, embeds = method(inputs_embeds, attention_mask)`` once. ``method=None`` runs the
         model without a prompt.
         """
+        logits, targets, _ = self._target_logits(batch, method)
+        return F.cross_entropy(logits.float(), targets, ignore_index=IGNORE_INDEX)
+
+    def token_losses(self, batch: Batch, method: PromptMethod | MethodRows | None
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cross-entropy of every target token ``[N]`` (float32) and the batch row it belongs to ``[N]``.
+
+        ``loss`` is their mean; a packed group (``method`` a :class:`MethodRows`) takes one mean per run.
+        """
+        logits, targets, rows = self._target_logits(batch, method)
+        keep = targets != IGNORE_INDEX
+        losses = F.cross_entropy(logits.float()[keep], targets[keep], reduction="none")
+        return losses, rows[keep]
+
+    def _target_logits(self, batch: Batch, method) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(logits [N, V], targets [N], rows [N])`` of the target positions (seq2seq: every label position,
+        ``-100`` at padding), with the batch row of each."""
         if batch.labels is None:
             raise ValueError("loss: the batch has no targets (encode(inputs, targets, ...))")
-        prompt, embeds = self._prompted_inputs(batch, method)
+        prompt, embeds, prompt_mask = self._prompted_inputs(batch, method)
         if self.kind == "causal" and self.fast_loss and fast.supported(self.model):
             # Same loss and gradients, less work: no padding in the linear layers, the prompt computed once
             # per batch, the last layer and LM head only where targets are read (see backbones/fast.py).
-            return fast.causal_loss(self, prompt, embeds, batch.attention_mask, batch.labels)
-        embeds, mask = self._with_prompt(prompt, embeds, batch.attention_mask)
+            blocks = method.sizes if isinstance(method, MethodRows) else None
+            return fast.causal_target_logits(self, prompt, embeds, batch.attention_mask, batch.labels, prompt_mask,
+                                             blocks)
+        embeds, mask = self._with_prompt(prompt, embeds, batch.attention_mask, prompt_mask)
         if self.kind == "seq2seq":
+            if prompt_mask is not None:  # prompts of several lengths: [prompt, input] together, padding after
+                mask, embeds = _pack(mask, embeds, left=False)
             decoder_input_ids = self.model.prepare_decoder_input_ids_from_labels(labels=batch.labels)
             logits = self.model(inputs_embeds=embeds, attention_mask=mask,
                                 decoder_input_ids=decoder_input_ids, use_cache=False).logits  # [B, T, V]
-            return F.cross_entropy(logits.float().flatten(0, 1), batch.labels.flatten(), ignore_index=IGNORE_INDEX)
+            rows = torch.arange(logits.shape[0], device=logits.device).repeat_interleave(logits.shape[1])
+            return logits.flatten(0, 1), batch.labels.flatten(), rows
 
         # Causal: [prompt, input, target], real tokens packed to the left, padding at the end.
         labels = batch.labels
@@ -323,7 +391,7 @@ class Backbone:
         next_labels = seq_labels[:, 1:]
         where = next_labels != IGNORE_INDEX
         logits = self._lm_head(hidden[:, :-1][where])                           # [N, V], N target tokens
-        return F.cross_entropy(logits.float(), next_labels[where])
+        return logits, next_labels[where], where.nonzero()[:, 0]
 
     def _lm_head(self, hidden: torch.Tensor) -> torch.Tensor:
         """Causal LM head on selected hidden states ``[..., d] -> [..., V]`` (with Gemma's soft cap)."""
@@ -340,8 +408,11 @@ class Backbone:
         tokens as its examples one at a time: causal batches are left-padded so the prompt sits right
         before each example's real tokens, with positions counted over real tokens only.
         """
-        return [self.tokenizer.decode(ids, skip_special_tokens=True).strip()
-                for ids in self.generate_ids(batch, method, max_new_tokens)]
+        return self.decode(self.generate_ids(batch, method, max_new_tokens))
+
+    def decode(self, token_ids: list[list[int]]) -> list[str]:
+        """Texts of greedy token ids: special tokens dropped, whitespace stripped."""
+        return [self.tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in token_ids]
 
     @torch.no_grad()
     def next_token_logits(self, batch: Batch, method: PromptMethod | None) -> torch.Tensor:
@@ -365,8 +436,10 @@ class Backbone:
             self.model.train(was_training)
 
     def _step_function(self, batch: Batch, method: PromptMethod | None):
-        prompt, embeds = self._prompted_inputs(batch, method)
-        embeds, mask = self._with_prompt(prompt, embeds, batch.attention_mask)
+        prompt, embeds, prompt_mask = self._prompted_inputs(batch, method)
+        embeds, mask = self._with_prompt(prompt, embeds, batch.attention_mask, prompt_mask)
+        if self.kind == "seq2seq" and prompt_mask is not None:  # as in the loss: padding after [prompt, input]
+            mask, embeds = _pack(mask, embeds, left=False)
         return (self._seq2seq_steps if self.kind == "seq2seq" else self._causal_steps)(embeds, mask)
 
     def _greedy(self, step: Callable, batch_size: int, max_new_tokens: int) -> list[list[int]]:

@@ -11,7 +11,8 @@ the prompt gradients agree with the Hugging Face path to float32 rounding; ``tes
 2. **The prompt computed once per batch.** With an input-independent prompt (every method but ATTEMPT),
    the ``n`` prompt positions are the same in every row of the batch (causal attention: they see only each
    other), so their hidden states are computed once, not ``B`` times; the other rows attend to that one
-   copy. Gradients from all rows flow into it.
+   copy. Gradients from all rows flow into it. A packed group's rows carry several runs' prompts, of several
+   lengths (``prompt_mask``): they go into every row, as ATTEMPT's do.
 3. **The last layer only where the LM head reads.** After the last layer's attention, the output
    projection, MLP and final norm run only at the positions that predict a target token; the LM head
    (``V x d``, the largest matrix of a small model) runs only there too.
@@ -67,11 +68,52 @@ def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor
 
 
 def causal_loss(backbone, prompt: torch.Tensor, embeds: torch.Tensor, attention_mask: torch.Tensor,
-                labels: torch.Tensor) -> torch.Tensor:
+                labels: torch.Tensor, prompt_mask: torch.Tensor | None = None) -> torch.Tensor:
     """Mean cross-entropy over target tokens of ``[prompt, input, target]``, as ``Backbone.loss`` defines it.
 
     ``prompt [B, n, d]`` and ``embeds [B, L, d]`` come from the method (model dtype); ``attention_mask [B, L]``
     marks real input tokens; ``labels [B, T]`` holds target ids, ``-100`` at padding.
+    """
+    logits, targets, _ = causal_target_logits(backbone, prompt, embeds, attention_mask, labels, prompt_mask)
+    return F.cross_entropy(logits.float(), targets, ignore_index=IGNORE_INDEX)
+
+
+def shared_prompts(prompt: torch.Tensor, prompt_mask: torch.Tensor | None, blocks: list[int] | None):
+    """The prompts computed once per block of rows: those of blocks (one method each) whose rows all hold the same
+    prompt (an input-independent method).
+
+    Returns ``(prefix [R, P, d] or None, lengths [B], which [B], inline [B])``: the ``R`` shared prompts, real
+    vectors first, padded to the longest ``P``; the length of each row's shared prompt (0 when it has none); the
+    index of that prompt in ``prefix``; whether a row carries its prompt itself (ATTEMPT's input-dependent one).
+    """
+    B, n, _ = prompt.shape
+    lengths = torch.zeros(B, dtype=torch.long, device=prompt.device)
+    which = torch.zeros(B, dtype=torch.long, device=prompt.device)
+    inline = torch.full((B,), n > 0, dtype=torch.bool, device=prompt.device)
+    parts, start = [], 0
+    for size in blocks or [B]:
+        rows = prompt[start:start + size]
+        if n > 0 and (size == 1 or bool((rows[1:] == rows[:1]).all())):
+            real = rows[0] if prompt_mask is None else rows[0][prompt_mask[start].bool()]
+            lengths[start:start + size], which[start:start + size] = real.shape[0], len(parts)
+            inline[start:start + size] = False
+            parts.append(real)
+        start += size
+    if not parts:
+        return None, lengths, which, inline
+    P = max(part.shape[0] for part in parts)
+    return torch.stack([F.pad(part, (0, 0, 0, P - part.shape[0])) for part in parts]), lengths, which, inline
+
+
+def causal_target_logits(backbone, prompt: torch.Tensor, embeds: torch.Tensor, attention_mask: torch.Tensor,
+                         labels: torch.Tensor, prompt_mask: torch.Tensor | None = None,
+                         blocks: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(logits [N, V], targets [N], rows [N])`` at the ``N`` target tokens, with the batch row of each.
+
+    Arguments as in :func:`causal_loss`; ``prompt_mask [B, n]`` (1 = a prompt vector) marks the prompt positions
+    a row really has (runs of a packed group have prompts of several lengths); None means all of them. ``blocks``:
+    the rows of each method of a packed group (``MethodRows.sizes``); each block's prompt is computed once when it
+    is the same in all its rows. None: one block.
     """
     model = backbone.model
     inner, config = model.model, model.config
@@ -83,45 +125,60 @@ def causal_loss(backbone, prompt: torch.Tensor, embeds: torch.Tensor, attention_
     suffix = torch.cat([embeds, backbone.embed(labels.clamp(min=0)).to(embeds.dtype)], dim=1)
     mask = torch.cat([attention_mask.bool(), target_mask], dim=1)
     seq_labels = torch.cat([torch.full_like(attention_mask, IGNORE_INDEX, dtype=labels.dtype), labels], dim=1)
-    shared = n > 0 and (B == 1 or bool((prompt[1:] == prompt[:1]).all()))
-    if n > 0 and not shared:  # an input-dependent prompt (ATTEMPT) is part of every row
+    prefix, lengths, which, inline = shared_prompts(prompt, prompt_mask, blocks)
+    if bool(inline.any()):  # an input-dependent prompt (ATTEMPT) is part of its rows
         suffix = torch.cat([prompt, suffix], dim=1)
-        mask = torch.cat([mask.new_ones(B, n), mask], dim=1)
+        own = mask.new_ones(B, n) if prompt_mask is None else prompt_mask.bool()
+        mask = torch.cat([own & inline[:, None], mask], dim=1)
         seq_labels = torch.cat([seq_labels.new_full((B, n), IGNORE_INDEX), seq_labels], dim=1)
     order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)
     mask = mask.gather(1, order)
     seq_labels = seq_labels.gather(1, order)
     suffix = suffix.gather(1, order[..., None].expand(-1, -1, d))
-    P = n if shared else 0                                           # length of the shared prefix
-    S = suffix.shape[1]
+    R, P = prefix.shape[:2] if prefix is not None else (0, 0)       # shared prompts, the longest one's length
+    Q, S = R * P, suffix.shape[1]                                    # prefix rows of x; suffix length
 
     rows = mask.flatten().nonzero().squeeze(1)                      # [N_s] flat indices of real suffix tokens
     x = suffix.flatten(0, 1).index_select(0, rows)                   # [N_s, d]
-    positions = (P + mask.long().cumsum(1) - 1).flatten().index_select(0, rows)
+    positions = (lengths[:, None] + mask.long().cumsum(1) - 1).flatten().index_select(0, rows)
     # Position t is read by the LM head when token t + 1 is a target (never the last real token).
     next_labels = torch.cat([seq_labels[:, 1:], seq_labels.new_full((B, 1), IGNORE_INDEX)], dim=1)
     next_labels = next_labels.flatten().index_select(0, rows)
     head_rows = (next_labels != IGNORE_INDEX).nonzero().squeeze(1)
     targets = next_labels.index_select(0, head_rows)
-    if P:
-        x = torch.cat([prompt[0], x], dim=0)                         # [P + N_s, d]
-        positions = torch.cat([torch.arange(P, device=device), positions])
-        head_rows = head_rows + P
+    head_batch_rows = rows.index_select(0, head_rows) // S          # the batch row of each target
+    if Q:
+        x = torch.cat([prefix.flatten(0, 1), x], dim=0)             # [Q + N_s, d]
+        positions = torch.cat([torch.arange(P, device=device).repeat(R), positions])
+        head_rows = head_rows + Q
     N = x.shape[0]
     cos, sin = inner.rotary_emb(x[None], positions[None])
     cos, sin = cos[0], sin[0]
 
     heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
     hd = inner.layers[0].self_attn.head_dim
-    if P:  # suffix query i sees the whole prefix and suffix keys 0..i
+    one_prefix = R == 1 and not bool(inline.any())                 # every row shares one prompt (unpacked)
+    if Q:  # suffix query i sees its row's shared prompt and suffix keys 0..i
         allowed = torch.ones(S, P + S, dtype=torch.bool, device=device).tril(diagonal=P)
+        if not one_prefix:
+            sees = torch.arange(P, device=device)[None, :] < lengths[:, None]          # [B, P]
+            allowed = torch.cat([sees[:, None, :].expand(B, S, P), allowed[:, P:].expand(B, S, S)], dim=2)[:, None]
 
     def padded(t: torch.Tensor) -> torch.Tensor:
-        """``[P + N_s, h, hd]`` rows -> ``[B, h, P + S, hd]``: the shared prefix repeated, the suffix scattered."""
-        out = t.new_zeros(B * S, t.shape[1], hd).index_copy(0, rows, t[P:]).view(B, S, t.shape[1], hd)
-        if P:
-            out = torch.cat([t[:P].unsqueeze(0).expand(B, -1, -1, -1), out], dim=1)
+        """``[Q + N_s, h, hd]`` rows -> ``[B, h, P + S, hd]``: each row's shared prompt, its suffix scattered."""
+        out = t.new_zeros(B * S, t.shape[1], hd).index_copy(0, rows, t[Q:]).view(B, S, t.shape[1], hd)
+        if Q:
+            shared = t[:Q].view(R, P, t.shape[1], hd)
+            if one_prefix:
+                shared = shared.expand(B, -1, -1, -1)
+            else:  # zeros, not another run's prompt, in rows without one: no gradient may cross between runs
+                shared = torch.where(inline[:, None, None, None], 0.0, shared.index_select(0, which))
+            out = torch.cat([shared, out], dim=1)
         return out.transpose(1, 2)
+
+    def per_prompt(t: torch.Tensor) -> torch.Tensor:
+        """The shared prompts' rows ``[Q, h, hd] -> [R, h, P, hd]``."""
+        return t[:Q].view(R, P, t.shape[1], hd).transpose(1, 2)
 
     last = len(inner.layers) - 1
     for index, layer in enumerate(inner.layers):
@@ -131,15 +188,15 @@ def causal_loss(backbone, prompt: torch.Tensor, embeds: torch.Tensor, attention_
         k = _rope(attn.k_proj(h).view(N, kv_heads, hd), cos, sin)
         v = attn.v_proj(h).view(N, kv_heads, hd)
         gqa = heads != kv_heads
-        if P:
+        if Q:
             q_suffix = padded(q)[:, :, P:]
             out = F.scaled_dot_product_attention(q_suffix, padded(k), padded(v), attn_mask=allowed,
                                                  scale=attn.scaling, enable_gqa=gqa)
             out = out.transpose(1, 2).reshape(B * S, heads * hd).index_select(0, rows)
-            prefix = F.scaled_dot_product_attention(q[:P].transpose(0, 1)[None], k[:P].transpose(0, 1)[None],
-                                                    v[:P].transpose(0, 1)[None], is_causal=True, scale=attn.scaling,
-                                                    enable_gqa=gqa)
-            out = torch.cat([prefix[0].transpose(0, 1).reshape(P, heads * hd), out], dim=0)
+            # Each shared prompt sees itself only (real vectors first: a causal mask keeps padding out of them).
+            own = F.scaled_dot_product_attention(per_prompt(q), per_prompt(k), per_prompt(v), is_causal=True,
+                                                 scale=attn.scaling, enable_gqa=gqa)
+            out = torch.cat([own.transpose(1, 2).reshape(Q, heads * hd), out], dim=0)
         else:
             out = F.scaled_dot_product_attention(padded(q), padded(k), padded(v), is_causal=True,
                                                  scale=attn.scaling, enable_gqa=gqa)
@@ -149,4 +206,4 @@ def causal_loss(backbone, prompt: torch.Tensor, embeds: torch.Tensor, attention_
         x = x + attn.o_proj(out)
         x = x + layer.mlp(layer.post_attention_layernorm(x))
     logits = backbone._lm_head(inner.norm(x))                        # [targets, V]
-    return F.cross_entropy(logits.float(), targets)
+    return logits, targets, head_batch_rows

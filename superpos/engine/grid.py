@@ -184,62 +184,80 @@ class GridResult:
 
 def run_grid(spec: GridSpec | dict, store: ResultsStore, *, retry_failed: bool = False, executor: str = "local",
              ray_address: str | None = None, progress: bool = True,
-             run_fn: Callable[..., dict] | None = None, report_to: str = "none") -> GridResult:
-    """Run every config of ``spec`` that ``store`` lacks; a failing run is recorded and the grid goes on."""
+             run_fn: Callable[..., dict] | None = None, report_to: str = "none",
+             pack: int | None = None) -> GridResult:
+    """Run every config of ``spec`` that ``store`` lacks; a failing run is recorded and the grid goes on.
+    ``report_to`` and ``pack``: see :func:`run_configs`."""
     spec = spec if isinstance(spec, GridSpec) else GridSpec.from_dict(spec)
     return run_configs(expand(spec), store, retry_failed=retry_failed, executor=executor, ray_address=ray_address,
-                       progress=progress, run_fn=run_fn, report_to=report_to)
+                       progress=progress, run_fn=run_fn, report_to=report_to, pack=pack)
 
 
 def run_configs(configs: list[RunConfig], store: ResultsStore, *, retry_failed: bool = False, executor: str = "local",
                 ray_address: str | None = None, progress: bool = True,
-                run_fn: Callable[..., dict] | None = None, report_to: str = "none") -> GridResult:
+                run_fn: Callable[..., dict] | None = None, report_to: str = "none",
+                pack: int | None = None) -> GridResult:
     """Run every config the store lacks, in the given order (dependencies first, as :func:`expand` gives
     them); a failing run is recorded and the others go on. Ends with one summary line on stderr.
-    ``report_to="tensorboard"`` mirrors each local run's curves to TensorBoard (:mod:`.reporting`)."""
+
+    ``pack``: train up to this many compatible runs together (``superpos.engine.packed``); 1 trains every run
+    alone; None (the default) packs on CUDA only, where it pays. A custom ``run_fn`` runs every config alone.
+    ``report_to="tensorboard"``: each run trained alone mirrors its curves to TensorBoard (:mod:`.reporting`).
+    """
     from tqdm.auto import tqdm
 
+    from .packed import check_pack, plan_units, run_group
     from .train import run as run_one
 
+    check_pack(pack)
     if not all(store.is_done(config.run_hash()) for config in configs):  # reading needs no write access
         store.ensure_writable()
     if executor == "ray":
         from .ray_executor import run_configs_on_ray
 
-        result = run_configs_on_ray(configs, store, address=ray_address, retry_failed=retry_failed, progress=progress)
+        result = run_configs_on_ray(configs, store, address=ray_address, retry_failed=retry_failed, progress=progress,
+                                    pack=pack)
         print(result.summary(), file=sys.stderr)
         return result
     require(executor == "local", "executor", f"must be 'local' or 'ray', got {executor!r}")
+    units = [[i] for i in range(len(configs))] if run_fn is not None else plan_units(configs, pack)
     run_fn = run_fn or functools.partial(run_one, report_to=report_to)
-    result = GridResult(records=[])
+    records: list[dict | None] = [None] * len(configs)
     from .train import tqdm_disabled
 
     progress = progress and not tqdm_disabled()
-    bar = tqdm(configs, desc="runs", file=sys.stderr, disable=not progress, dynamic_ncols=True)
-    for config in bar:
-        bar.set_postfix_str(config.label(), refresh=False)
+    bar = tqdm(total=len(configs), desc="runs", file=sys.stderr, disable=not progress, dynamic_ncols=True)
+    for unit in units:
+        first = configs[unit[0]]
+        bar.set_postfix_str(first.label() + (f" +{len(unit) - 1} packed" if len(unit) > 1 else ""), refresh=False)
         try:
-            record = run_fn(config, store, retry_failed=retry_failed, progress=progress)
+            if len(unit) > 1:
+                found = run_group([configs[i] for i in unit], store, retry_failed=retry_failed, progress=progress)
+            else:
+                found = [run_fn(first, store, retry_failed=retry_failed, progress=progress)]
         except KeyboardInterrupt:
             bar.close()
-            raise Interrupted(interrupted_message(store, config, kept=result.done + result.cached)) from None
+            kept = sum(1 for record in records if record is not None and record["status"] == "done")
+            raise Interrupted(interrupted_message(store, first, kept=kept)) from None
         except OSError as error:
             if is_storage_error(error):  # every later run would fail the same way: stop, in one line
                 bar.close()
                 raise StorageError(storage_message(error, store.root)) from error
-            record = failed_record(config, error)
-            store.put(record)
+            found = [failed_unless_done(configs[i], error, store) for i in unit]
         except Exception as error:  # one run's failure must not end the grid
-            record = failed_record(config, error)
-            store.put(record)
-        result.records.append(record)
+            found = [failed_unless_done(configs[i], error, store) for i in unit]
+        for index, record in zip(unit, found):
+            records[index] = record
+        bar.update(len(unit))
+    bar.close()
+    result = GridResult(records=records)
+    for record in records:
         if record.get("cached") and record["status"] == "done":
             result.cached += 1
         elif record["status"] == "done":
             result.done += 1
         else:
             result.failed += 1
-    bar.close()
     print(result.summary(), file=sys.stderr)
     return result
 
@@ -282,6 +300,14 @@ def interrupted_message(store: ResultsStore, config: RunConfig | None, kept: int
     step, folder = saved[0]
     return (f"interrupted; {config.label()} is saved at step {step} in {folder} and the same command "
             f"resumes it{finished}")
+
+
+def failed_unless_done(config: RunConfig, error: BaseException, store: ResultsStore) -> dict[str, Any]:
+    """The stored record of a run that finished before ``error`` (in a packed group), else a failed record, stored."""
+    if store.is_done(run_hash := config.run_hash()):
+        return {**store.get(run_hash), "cached": False}
+    store.put(record := failed_record(config, error))
+    return record
 
 
 def failed_record(config: RunConfig, error: BaseException) -> dict[str, Any]:

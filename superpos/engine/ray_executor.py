@@ -1,7 +1,7 @@
 """Hand a grid's runs to Ray: a local Ray instance by default, or a cluster at ``address``.
 
-One Ray task per run, holding one CPU slot (``num_cpus=1``) or, when the cluster has GPUs and the run
-may use one, one GPU (``num_gpus=1``). The worker calls :func:`superpos.engine.train.run` itself, so it
+One Ray task per run, or per packed group of runs (``pack``, see :mod:`superpos.engine.packed`), holding one
+CPU slot (``num_cpus=1``) or, when the cluster has GPUs and the run may use one, one GPU (``num_gpus=1``). The worker calls :func:`superpos.engine.train.run` itself, so it
 writes its record (and prompt, and checkpoints) through :class:`ResultsStore` atomically; the store
 root must therefore be a folder every worker sees (the machine itself for a local Ray, a shared file
 system on a cluster). The driver also writes a worker's returned record when the store lacks it, so
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -66,6 +65,21 @@ def execute_run(config: dict, store_root: str, retry_failed: bool, run_fn: Calla
     return record
 
 
+def execute_group(configs: list[dict], store_root: str, retry_failed: bool) -> list[dict]:
+    """What a Ray worker does for a packed group: train it (``run_group``), return the records in order."""
+    from .packed import run_group
+
+    store = ResultsStore(Path(store_root))
+    try:
+        records = run_group(configs, store, retry_failed=retry_failed, progress=False)
+    except Exception as error:  # the group could not start: every run fails, retryably
+        records = [failed_record(as_run_config(config), error) for config in configs]
+        for record in records:
+            store.put(record)
+    worker = {"pid": os.getpid(), "host": os.uname().nodename}
+    return [{**record, "worker": worker} for record in records]
+
+
 def _init_ray(ray, address: str | None) -> bool:
     """Connect to ``address`` or start a local Ray; returns True when this call started it (and must stop it)."""
     if ray.is_initialized():
@@ -85,13 +99,19 @@ def _wants_gpu(config: RunConfig, cluster_gpus: float) -> bool:
 
 def run_configs_on_ray(configs: Iterable[RunConfig], store: ResultsStore, address: str | None = None,
                        retry_failed: bool = False, progress: bool = True, *, max_retries: int = DEFAULT_MAX_RETRIES,
-                       run_fn: Callable[..., dict] | None = None, poll_seconds: float = 1.0) -> GridResult:
+                       run_fn: Callable[..., dict] | None = None, poll_seconds: float = 1.0,
+                       pack: int | None = None) -> GridResult:
     """Run ``configs`` as Ray tasks against ``store``; return the grid's records and counts.
 
     ``configs`` come in dependency order (``expand`` puts sources first); a config whose ``sources``
-    are not all done in the store yet waits until they are. ``run_fn`` replaces ``train.run`` (tests).
+    are not all done in the store yet waits until they are. ``run_fn`` replaces ``train.run`` (tests; every run
+    alone then). ``pack``: as for ``run_configs``; the runs ready at one time are packed into groups, each one task.
     """
     from tqdm.auto import tqdm
+
+    from .packed import check_pack, plan_units
+
+    check_pack(pack)
 
     ray = _import_ray()
     configs = [as_run_config(config).resolved() for config in configs]
@@ -129,11 +149,23 @@ def run_configs_on_ray(configs: Iterable[RunConfig], store: ResultsStore, addres
     try:
         cluster_gpus = float(ray.cluster_resources().get("GPU", 0))
         remote = ray.remote(execute_run)
+        remote_group = ray.remote(execute_group)
 
-        in_flight: dict[Any, tuple[str, RunConfig]] = {}
+        in_flight: dict[Any, list[tuple[str, RunConfig]]] = {}
+
+        def submit(unit: list[tuple[str, RunConfig]]) -> None:
+            options = {"num_cpus": 1, "num_gpus": 1 if any(_wants_gpu(c, cluster_gpus) for _, c in unit) else 0,
+                       "max_retries": max_retries, "retry_exceptions": False}
+            if env_vars:
+                options["runtime_env"] = {"env_vars": env_vars}
+            if len(unit) == 1:
+                ref = remote.options(**options).remote(unit[0][1].to_dict(), store_root, retry_failed, run_fn)
+            else:
+                ref = remote_group.options(**options).remote([c.to_dict() for _, c in unit], store_root, retry_failed)
+            in_flight[ref] = unit
 
         def submit_ready() -> None:
-            still_waiting = []
+            still_waiting, ready = [], []
             for run_hash, config in waiting:
                 blocked = False
                 for source in config.sources:
@@ -158,13 +190,12 @@ def run_configs_on_ray(configs: Iterable[RunConfig], store: ResultsStore, addres
                 if blocked:
                     still_waiting.append((run_hash, config))
                     continue
-                options = {"num_cpus": 1, "num_gpus": 1 if _wants_gpu(config, cluster_gpus) else 0,
-                           "max_retries": max_retries, "retry_exceptions": False}
-                if env_vars:
-                    options["runtime_env"] = {"env_vars": env_vars}
-                ref = remote.options(**options).remote(config.to_dict(), store_root, retry_failed, run_fn)
-                in_flight[ref] = (run_hash, config)
+                ready.append((run_hash, config))
             waiting[:] = still_waiting
+            units = [[i] for i in range(len(ready))] if run_fn is not None else \
+                plan_units([config for _, config in ready], pack)
+            for unit in units:
+                submit([ready[i] for i in unit])
 
         submit_ready()
         try:
@@ -178,18 +209,26 @@ def run_configs_on_ray(configs: Iterable[RunConfig], store: ResultsStore, addres
                     break
                 done_refs, _ = ray.wait(list(in_flight), num_returns=1, timeout=poll_seconds)
                 for ref in done_refs:
-                    run_hash, config = in_flight.pop(ref)
+                    unit = in_flight.pop(ref)
                     try:
-                        record = ray.get(ref)
-                        if store.get(run_hash) is None:  # no shared file system: keep the numbers anyway
-                            store.put({key: value for key, value in record.items() if key not in ("cached", "worker")})
+                        found = ray.get(ref)
+                        found = found if isinstance(found, list) else [found]
+                        for (run_hash, _), record in zip(unit, found):
+                            if store.get(run_hash) is None:  # no shared file system: keep the numbers anyway
+                                store.put({k: v for k, v in record.items() if k not in ("cached", "worker")})
                     except Exception as error:  # the worker died max_retries + 1 times, or Ray lost the task
-                        record = failed_record(config, error)
-                        record["reason"] = (f"worker died or was lost; Ray gave up after {max_retries + 1} attempt(s): "
-                                            f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
-                        store.put(record)
-                    settle(run_hash, record, "cached" if record.get("cached") and record["status"] == "done" else "")
-                    bar.set_postfix_str(config.label(), refresh=False)
+                        found = []
+                        for _, config in unit:
+                            record = failed_record(config, error)
+                            record["reason"] = (f"worker died or was lost; Ray gave up after {max_retries + 1} "
+                                                f"attempt(s): {type(error).__name__}: "
+                                                f"{str(error).splitlines()[0] if str(error) else ''}")
+                            store.put(record)
+                            found.append(record)
+                    for (run_hash, config), record in zip(unit, found):
+                        cached = record.get("cached") and record["status"] == "done"
+                        settle(run_hash, record, "cached" if cached else "")
+                        bar.set_postfix_str(config.label(), refresh=False)
                 if done_refs:
                     submit_ready()
         except KeyboardInterrupt:

@@ -164,10 +164,6 @@ def resolve_device(name: str) -> torch.device:
         raise RunError(f"device: {error}") from None
 
 
-def score_dict(score: Any) -> dict:
-    return score.to_dict()
-
-
 def git_state() -> dict:
     def git(*args: str) -> str:
         try:
@@ -240,11 +236,17 @@ def truncation_rates(backbone, train_examples: list, eval_examples: list, max_in
 
 # ---------------------------------------------------------------- the trainer
 class Trainer:
-    def __init__(self, config: RunConfig, run_hash: str, store: ResultsStore, source_prompts, *, progress: bool = True):
+    """One run's state, schedule, checkpoints and record. ``fit`` trains it alone; a packed group
+    (``superpos.engine.packed``) drives several through the same pieces, on one shared ``backbone``."""
+
+    def __init__(self, config: RunConfig, run_hash: str, store: ResultsStore, source_prompts, *, progress: bool = True,
+                 backbone=None):
         from ..tasks import get_task
 
         self.config, self.run_hash, self.store, self.progress = config, run_hash, store, progress
         self.reporter = None  # a live view of the loss and evaluations (engine/reporting.py); not in the record
+        self.given_backbone = backbone  # loaded by the caller (a packed group shares one); None: load our own
+        self.packed_runs: int | None = None  # runs of the packed group this run trained in, when it was packed
         self.started = datetime.now(timezone.utc)
         self.device = resolve_device(config.device)
         torch.manual_seed(config.seed)
@@ -293,13 +295,17 @@ class Trainer:
 
         config = self.config
         torch.manual_seed(config.seed)
-        self.backbone = load_backbone(config.backbone, dropout=config.dropout, dropout_rate=config.dropout_rate,
-                                      device=str(self.device),
-                                      dtype="fp32" if config.method == "full" else self.precision)
+        self.backbone = self.given_backbone if self.given_backbone is not None else load_backbone(
+            config.backbone, dropout=config.dropout, dropout_rate=config.dropout_rate, device=str(self.device),
+            dtype=self.backbone_dtype())
         method_config = METHODS[config.method][0].from_dict(config.method_config)
         self.method = build_method(method_config, self.backbone, label_words=self.task.label_words,
                                    source_prompts=self.source_prompts, seed=config.seed).to(self.device)
         self.optimizer = torch.optim.AdamW(self.method.param_groups())
+
+    def backbone_dtype(self) -> str:
+        """The frozen backbone's dtype: the run's precision, fp32 for full fine-tuning (it trains those weights)."""
+        return "fp32" if self.config.method == "full" else self.precision
 
     # -- data order: a function of (seed, epoch) only, so a resumed run sees the same batches
     def epoch_order(self, epoch: int) -> list[int]:
@@ -321,45 +327,89 @@ class Trainer:
         return step % self.steps_per_epoch == 0
 
     # -- one optimizer step
+    def encode_batch(self, examples: list):
+        """The training ``Batch`` of ``examples``: inputs cut at this run's ``max_input_tokens``, with targets."""
+        return self.backbone.encode([e.input_text for e in examples], [e.target_text for e in examples],
+                                    max_input_tokens=self.config.max_input_tokens,
+                                    max_target_tokens=self.max_new_tokens)
+
     def train_step(self, examples: list) -> float:
-        batch = self.backbone.encode([e.input_text for e in examples], [e.target_text for e in examples],
-                                     max_input_tokens=self.config.max_input_tokens,
-                                     max_target_tokens=self.max_new_tokens)
+        batch = self.encode_batch(examples)
         self.method.train()
         self.backbone.model.train(self.config.dropout)
         with self.autocast:
             loss = self.backbone.loss(batch, self.method)
         if not torch.isfinite(loss):
-            raise NonFiniteLoss(f"non-finite loss ({loss.item()}) at step {self.step + 1}")
+            raise self.non_finite(loss.item())
         loss.backward()
+        self.optimizer_step(batch)
+        return loss.item()
+
+    def non_finite(self, loss: float) -> NonFiniteLoss:
+        return NonFiniteLoss(f"non-finite loss ({loss}) at step {self.step + 1}")
+
+    def optimizer_step(self, batch) -> None:
+        """Apply the gradients the step's backward left on the method, and count the batch's tokens."""
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        self.train_tokens += int(batch.token_count) if hasattr(batch, "token_count") else 0
-        return loss.item()
+        self.train_tokens += int(batch.token_count)
+
+    def end_step(self, loss: float, seconds: float) -> None:
+        """Count one finished optimizer step: its time, its loss into the loss curve."""
+        self.step += 1
+        self.train_seconds += seconds
+        self.pending_loss.append(loss)
+        if self.step % self.log_every == 0 or self.step == self.total_steps:
+            self.loss_curve.append([self.step, sum(self.pending_loss) / len(self.pending_loss)])
+            self.pending_loss = []
+            if self.reporter is not None:
+                self.reporter.loss(*self.loss_curve[-1])
+
+    # -- evaluation points
+    def eval_options(self) -> dict:
+        """How this run generates at evaluation (``evaluate``'s keyword arguments)."""
+        return {"batch_size": self.config.eval_batch_size, "max_new_tokens": self.max_new_tokens,
+                "max_input_tokens": self.config.max_input_tokens}
 
     def evaluate_point(self) -> dict:
         started = time.perf_counter()
         self.method.eval()
         self.backbone.model.eval()
-        epoch = self.step / self.steps_per_epoch
         with self.autocast:
-            dev_score, _ = evaluate(self.backbone, self.method, self.task, self.dev_examples,
-                                    batch_size=self.config.eval_batch_size, max_new_tokens=self.max_new_tokens,
-                                    max_input_tokens=self.config.max_input_tokens)
-        point = {"step": self.step, "epoch": round(epoch, 4), **score_dict(dev_score)}
-        # Each score is reported at its own best point: the strict score selects the checkpoint (the paper's rule),
-        # the lenient one is tracked beside it, so a † run's lenient score is not read at its first evaluation.
+            dev_score, _ = evaluate(self.backbone, self.method, self.task, self.dev_examples, **self.eval_options())
+        point, wants_test = self.dev_point(dev_score)
+        test_score = None
+        if wants_test:
+            with self.autocast:
+                test_score, _ = evaluate(self.backbone, self.method, self.task, self.test_examples,
+                                         **self.eval_options())
+        self.settle_point(point, wants_test, test_score)
+        self.eval_seconds += time.perf_counter() - started
+        return point
+
+    def dev_point(self, dev_score) -> tuple[dict, bool]:
+        """This step's evaluation point from its dev score, and whether the test split must be scored too
+        (only at a new best point, and only when it is not the dev split)."""
+        point = {"step": self.step, "epoch": round(self.step / self.steps_per_epoch, 4), **dev_score.to_dict()}
+        return point, any(self.improves(point)) and self.test_examples is not self.dev_examples
+
+    def improves(self, point: dict) -> tuple[bool, bool]:
+        """Whether ``point`` beats the best strict and the best lenient point so far.
+
+        Each score is reported at its own best point: the strict score selects the checkpoint (the paper's rule),
+        the lenient one is tracked beside it, so a † run's lenient score is not read at its first evaluation.
+        """
         improved = self.best is None or point["score"] > self.best["dev"]["score"]
         lenient_improved = self.best_lenient is None or \
             point["lenient_score"] > self.best_lenient["dev"]["lenient_score"]
+        return improved, lenient_improved
+
+    def settle_point(self, point: dict, tested: bool, test_score) -> None:
+        """Keep ``point`` in the history and, where it improves, as the best point (with ``test_score`` when
+        ``tested``) and its state."""
+        improved, lenient_improved = self.improves(point)
         if improved or lenient_improved:
-            test = point
-            if self.test_examples is not self.dev_examples:
-                with self.autocast:
-                    test_score, _ = evaluate(self.backbone, self.method, self.task, self.test_examples,
-                                             batch_size=self.config.eval_batch_size, max_new_tokens=self.max_new_tokens,
-                                             max_input_tokens=self.config.max_input_tokens)
-                test = {"step": self.step, "epoch": point["epoch"], **score_dict(test_score)}
+            test = {"step": self.step, "epoch": point["epoch"], **test_score.to_dict()} if tested else point
             selected = {"step": self.step, "epoch": point["epoch"], "dev": point, "test": test}
             if improved:
                 self.best = selected
@@ -367,8 +417,6 @@ class Trainer:
             if lenient_improved:
                 self.best_lenient = selected
         self.history.append(point)
-        self.eval_seconds += time.perf_counter() - started
-        return point
 
     # -- the best point's state
     def save_best_state(self) -> None:
@@ -488,14 +536,7 @@ class Trainer:
                 while self.step < self.total_steps:
                     started = time.perf_counter()
                     loss = self.train_step(self.batch_at(self.step))
-                    self.step += 1
-                    self.train_seconds += time.perf_counter() - started
-                    self.pending_loss.append(loss)
-                    if self.step % self.log_every == 0 or self.step == self.total_steps:
-                        self.loss_curve.append([self.step, sum(self.pending_loss) / len(self.pending_loss)])
-                        self.pending_loss = []
-                        if self.reporter is not None:
-                            self.reporter.loss(*self.loss_curve[-1])
+                    self.end_step(loss, time.perf_counter() - started)
                     bar.update(1)
                     bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
                     if self.is_eval_step(self.step):
@@ -563,6 +604,7 @@ class Trainer:
                           "backbone_dtype": str(self.backbone.dtype).replace("torch.", "")},
             "provenance": {**git_state(), "code_version": CODE_VERSION, "versions": versions(),
                            "device": device_name(self.device),
+                           **({"packed_runs": self.packed_runs} if self.packed_runs else {}),
                            "seed": self.config.seed, "started": self.started.isoformat(timespec="seconds"),
                            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")},
         }
