@@ -20,6 +20,8 @@ import superpos.methods as methods_module
 from superpos.engine import GridSpec, ResultsStore, RunConfig, run, run_configs, run_grid
 from superpos.engine.packed import PackedGroup, plan_units, run_group
 
+from copies import with_source
+
 LOSS_RTOL = 1e-5    # relative, per loss-curve point
 STATE_RTOL = 1e-3   # relative, in norm, per trained tensor (and per analysis number)
 BASE = dict(task="bbc-topic", train_limit=16, eval_limit=6, eval_batch_size=4, device="cpu")
@@ -47,16 +49,6 @@ def mixed_group(backbone: str, source: str) -> list[RunConfig]:
             config("residual", backbone, method_config={"bottleneck": 8, "lr": 0.1}, seed=2, max_steps=5,
                    eval_every=3, eval_batch_size=3),
             config("attempt", backbone, sources=[source], seed=3, max_steps=6, batch_size=3)]
-
-
-def with_source(store: ResultsStore, source_store: ResultsStore, source: dict) -> ResultsStore:
-    """``store`` holding a copy of the finished source run ``source`` of ``source_store``."""
-    for key in ("prompt_path", "state_path"):
-        target = store.root / source[key]
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes((source_store.root / source[key]).read_bytes())
-    store.put({key: value for key, value in source.items() if key != "cached"})
-    return store
 
 
 def assert_same_run(packed: dict, alone: dict, packed_store: ResultsStore, alone_store: ResultsStore) -> None:

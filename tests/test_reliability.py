@@ -23,6 +23,8 @@ import superpos.engine.store as store_module
 import superpos.engine.train as train_module
 from superpos.engine import ResultsStore, RunConfig, RunError, StoreError, run, run_configs
 
+from copies import with_source
+
 REPO = Path(__file__).resolve().parents[1]
 METHOD_CONFIGS = {"simple": {}, "superpos": {"m": 16}, "residual": {"bottleneck": 8}, "ept": {"max_length": 64},
                   "full": {}}
@@ -143,16 +145,6 @@ def count_events(monkeypatch, config, store) -> list[str]:
     run(config, store, progress=False)
     monkeypatch.undo()
     return kinds
-
-
-def with_source(store: ResultsStore, source_store: ResultsStore, source: dict) -> ResultsStore:
-    """``store`` holding a copy of the finished ATTEMPT source run ``source`` of ``source_store``."""
-    for key in ("prompt_path", "state_path"):
-        target = store.root / source[key]
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes((source_store.root / source[key]).read_bytes())
-    store.put({key: value for key, value in source.items() if key != "cached"})
-    return store
 
 
 @pytest.mark.parametrize("method", ["superpos", "attempt"])
