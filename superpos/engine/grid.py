@@ -178,6 +178,15 @@ class GridResult:
     cached: int = 0
     failed: int = 0
 
+    def count(self, record: dict) -> None:
+        """Tally one run's record: served from the store (cached), trained now (done), or failed."""
+        if record.get("cached") and record["status"] == "done":
+            self.cached += 1
+        elif record["status"] == "done":
+            self.done += 1
+        else:
+            self.failed += 1
+
     def summary(self) -> str:
         return f"grid: {len(self.records)} runs: {self.done} done, {self.cached} cached, {self.failed} failed"
 
@@ -252,12 +261,7 @@ def run_configs(configs: list[RunConfig], store: ResultsStore, *, retry_failed: 
     bar.close()
     result = GridResult(records=records)
     for record in records:
-        if record.get("cached") and record["status"] == "done":
-            result.cached += 1
-        elif record["status"] == "done":
-            result.done += 1
-        else:
-            result.failed += 1
+        result.count(record)
     print(result.summary(), file=sys.stderr)
     return result
 

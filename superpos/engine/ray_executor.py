@@ -122,21 +122,16 @@ def run_configs_on_ray(configs: Iterable[RunConfig], store: ResultsStore, addres
     result = GridResult(records=[])
     bar = tqdm(total=len(configs), desc="runs (ray)", file=sys.stderr, disable=not progress, dynamic_ncols=True)
 
-    def settle(run_hash: str, record: dict, kind: str) -> None:
+    def settle(run_hash: str, record: dict) -> None:
         records[run_hash] = record
-        if kind == "cached":
-            result.cached += 1
-        elif record["status"] == "done":
-            result.done += 1
-        else:
-            result.failed += 1
+        result.count(record)
         bar.update(1)
 
     waiting: list[tuple[str, RunConfig]] = []
     for run_hash, config in zip(hashes, configs):
         existing = store.get(run_hash)
         if _is_cached(existing, retry_failed):
-            settle(run_hash, {**existing, "cached": True}, "cached" if existing["status"] == "done" else "failed")
+            settle(run_hash, {**existing, "cached": True})
         elif run_hash not in {h for h, _ in waiting}:
             waiting.append((run_hash, config))
     if not waiting:  # everything is in the store already: no Ray needed, and no write access
@@ -182,7 +177,7 @@ def run_configs_on_ray(configs: Iterable[RunConfig], store: ResultsStore, addres
                         record = failed_record(config, RuntimeError(f"source run {source} failed: "
                                                                     f"{state.get('reason')}"))
                         store.put(record)
-                        settle(run_hash, record, "failed")
+                        settle(run_hash, record)
                         blocked = None
                         break
                 if blocked is None:
@@ -204,7 +199,7 @@ def run_configs_on_ray(configs: Iterable[RunConfig], store: ResultsStore, addres
                     for run_hash, config in waiting:
                         record = failed_record(config, RuntimeError("sources never finished"))
                         store.put(record)
-                        settle(run_hash, record, "failed")
+                        settle(run_hash, record)
                     waiting.clear()
                     break
                 done_refs, _ = ray.wait(list(in_flight), num_returns=1, timeout=poll_seconds)
@@ -226,8 +221,7 @@ def run_configs_on_ray(configs: Iterable[RunConfig], store: ResultsStore, addres
                             store.put(record)
                             found.append(record)
                     for (run_hash, config), record in zip(unit, found):
-                        cached = record.get("cached") and record["status"] == "done"
-                        settle(run_hash, record, "cached" if cached else "")
+                        settle(run_hash, record)
                         bar.set_postfix_str(config.label(), refresh=False)
                 if done_refs:
                     submit_ready()
