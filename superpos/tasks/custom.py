@@ -46,6 +46,7 @@ class RowsTask(Task):
                          label_words=label_words, metric_names=metrics,
                          fields=tuple((field, field) for field in inputs))
         self.label_field = label
+        self._fingerprint: str | None = None
         self._rows = {split: [self._row(row, split, i) for i, row in enumerate(rows.get(split) or [])]
                       for split in SPLITS}
         for split in SPLITS:
@@ -85,11 +86,14 @@ class RowsTask(Task):
         return self._rows[split]
 
     def fingerprint(self) -> str:
-        """Hash of the rows and the spec: part of the run hash of every run of this task."""
-        from ..engine.store import stable_hash
+        """Hash of the rows and the spec: part of the run hash of every run of this task (computed once: the rows
+        do not change after construction)."""
+        if self._fingerprint is None:
+            from ..engine.store import stable_hash
 
-        return stable_hash({"rows": self._rows, "inputs": [f for _, f in self.fields], "labels": self.label_words,
-                            "metrics": list(self.metric_names)})
+            self._fingerprint = stable_hash({"rows": self._rows, "inputs": [f for _, f in self.fields],
+                                             "labels": self.label_words, "metrics": list(self.metric_names)})
+        return self._fingerprint
 
 
 def read_rows(path: str | Path) -> list[dict]:
