@@ -160,7 +160,7 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "method options", "Fields of the method configs (defaults are the paper's; a method's own default is used "
                           "when a flag is not given). A flag the chosen method lacks is an error.")
     for name, (field, hint, defaults) in method_fields().items():
-        if name in RUN_FIELD_NAMES:
+        if name in hints:  # a RunConfig field of the same name wins; the method's is reachable with --set
             continue
         _add_field(method_group, field, hint, f"method__{name}", _field_help(field, defaults))
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -168,12 +168,6 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
                              "do the same.")
     parser.add_argument("--source", action="append", default=[], metavar="HASH",
                         help="ATTEMPT: a finished source-prompt run's hash (repeatable).")
-
-
-#: RunConfig field names; a method field of the same name is reachable only through --set.
-RUN_FIELD_NAMES = ("backbone", "task", "method", "method_config", "dropout", "dropout_rate", "seed", "epochs",
-                   "max_steps", "batch_size", "eval_every", "eval_batch_size", "protocol", "train_limit", "eval_limit",
-                   "max_input_tokens", "device", "dtype", "sources")
 
 
 def _read_config_file(path: str) -> dict:

@@ -37,10 +37,15 @@ class TensorBoardReporter:
         self.writer.close()
 
 
-def make_reporter(report_to: str, store_root: Path, run_hash: str) -> TensorBoardReporter | None:
-    """The reporter ``report_to`` names (``"none"``: None), checked in one line."""
+def check_report_to(report_to: str) -> None:
+    """One line for an unknown ``report_to``, before any work."""
     if report_to not in REPORT_TO:
         raise ValueError(f"report_to: unknown value {report_to!r}; choose one of {', '.join(REPORT_TO)}")
+
+
+def make_reporter(report_to: str, store_root: Path, run_hash: str) -> TensorBoardReporter | None:
+    """The reporter ``report_to`` names (``"none"``: None)."""
+    check_report_to(report_to)
     if report_to == "tensorboard":
         return TensorBoardReporter(Path(store_root) / "tensorboard" / run_hash)
     return None

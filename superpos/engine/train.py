@@ -32,7 +32,7 @@ from ..backbones.precision import resolve_precision
 from ..paths import REPO_ROOT
 from .config import CODE_VERSION, RunConfig, as_run_config
 from .evaluate import evaluate, max_new_tokens_for
-from .reporting import REPORT_TO, make_reporter
+from .reporting import check_report_to, make_reporter
 from .store import ResultsStore, atomic_write_bytes, note
 
 LOSS_POINTS = 400  # the loss curve keeps about this many points, whatever the run length
@@ -68,8 +68,7 @@ def run(config: RunConfig | dict, store: ResultsStore, *, retry_failed: bool = F
     """
     if busy not in BUSY_CHOICES:
         raise ValueError(f"busy: must be one of {', '.join(BUSY_CHOICES)}, got {busy!r}")
-    if report_to not in REPORT_TO:
-        raise ValueError(f"report_to: unknown value {report_to!r}; choose one of {', '.join(REPORT_TO)}")
+    check_report_to(report_to)
     config = as_run_config(config).resolved()
     run_hash = config.run_hash()
     record = store.get(run_hash)
