@@ -1,0 +1,217 @@
+#!/usr/bin/env python
+"""Packed training throughput: R runs per forward/backward of one frozen backbone, at the paper's shapes.
+
+For each backbone shape (SmolLM2-135M, T5 v1.1 Small, T5 v1.1 Base; random weights from their configs, which
+cost what trained weights cost) and each group size R, the engine's own packed step
+(``superpos.engine.packed.PackedGroup.train_step``: R runs' batches concatenated, each row with its own run's
+prompt, one forward and one backward, R AdamW steps) is timed on real text: R SuperPos runs (m = 128, n = 10,
+seeds 0..R-1) on bbc-topic, each with the paper's batch of 32, inputs cut at ``--max-input-tokens`` (BBC articles
+are longer than 256 tokens, so nearly every input is at the cap: the paper's worst case). The tokenizers are the
+tiny test ones (``superpos.backbones.tiny``); only the token counts matter for the cost, and tokens/s counts the
+tokens each step really carried (prompt rows excluded; inputs and targets included).
+
+Evaluation is timed too: one packed greedy-generation pass (``evaluate_many``) of the R runs over
+``--eval-examples`` dev examples each.
+
+Each setting: ``--warmup`` untimed steps, then ``--steps`` timed ones (CUDA synchronized; median). Peak memory is
+``torch.cuda.max_memory_allocated`` over the timed steps (CPU: the process's peak RSS). A setting that runs out of
+memory is reported as such and the larger R of that shape are skipped.
+
+Usage: ``python benchmarks/bench_packing.py --device cuda [--shapes smollm2-135m,t5-small,t5-base]
+[--packs 1,4,16,64]``; writes ``results/bench/bench_packing.json`` (``--out``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+for _name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+    os.environ.setdefault(_name, "1")
+
+REPO = Path(__file__).resolve().parents[1]
+for _path in (REPO, REPO / "benchmarks"):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+
+from bench_t5_cost import T5_COMMON, T5_SHAPES  # noqa: E402  (the hand-written google/t5-v1_1 shapes)
+
+# The config.json fields of HuggingFaceTB/SmolLM2-135M that set its cost.
+SMOLLM2_SHAPE = dict(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+                     num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=8192,
+                     rope_theta=100000.0, rms_norm_eps=1e-5, tie_word_embeddings=True, attention_dropout=0.0)
+SHAPES = ("smollm2-135m", "t5-small", "t5-base")
+
+
+def random_backbone(shape: str, device, dtype: str):
+    """A frozen ``Backbone`` of ``shape``'s size with random weights (seed 0) and the tiny test tokenizer."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM, T5Config, T5ForConditionalGeneration
+
+    from superpos.backbones import Backbone, tiny
+    from superpos.backbones.load import _resolve_dtype
+
+    torch.manual_seed(0)
+    if shape == "smollm2-135m":
+        tokenizer = tiny.llama_tokenizer()
+        model = LlamaForCausalLM(LlamaConfig(**SMOLLM2_SHAPE, bos_token_id=tokenizer.bos_token_id,
+                                             eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id))
+        kind = "causal"
+    else:
+        tokenizer = tiny.t5_tokenizer()
+        model = T5ForConditionalGeneration(T5Config(**T5_SHAPES[shape.split("-")[1]], **T5_COMMON))
+        kind = "seq2seq"
+    model.to(device=device, dtype=_resolve_dtype(dtype))
+    backbone = Backbone(shape, kind, model, tokenizer, source=f"random init (seed 0) at {shape}'s shape")
+    backbone.set_dropout(False, None)
+    return backbone
+
+
+def sync(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def peak_mb(device) -> float:
+    import resource
+
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def measure(backbone, pack: int, args, store) -> dict:
+    """Time ``args.steps`` packed steps and one packed evaluation of ``pack`` SuperPos runs on ``backbone``."""
+    import torch
+
+    from superpos.engine.config import RunConfig
+    from superpos.engine.evaluate import EvalJob, evaluate_many
+    from superpos.engine.packed import PackedGroup
+    from superpos.engine.train import Trainer
+
+    steps = args.warmup + args.steps
+    trainers = []
+    for seed in range(pack):
+        config = RunConfig(backbone="tiny-llama" if backbone.kind == "causal" else "tiny-t5", task="bbc-topic",
+                           method="superpos", seed=seed, batch_size=args.batch_size, max_steps=steps,
+                           eval_every=0, train_limit=args.batch_size * steps, eval_limit=args.eval_examples,
+                           max_input_tokens=args.max_input_tokens, device=str(backbone.device), dtype=args.dtype,
+                           dropout=False, protocol="paper")
+        trainers.append(Trainer(config, f"bench-{pack}-{seed}", store, None, progress=False, backbone=backbone))
+    group = PackedGroup(trainers, progress=False)
+    times, tokens = [], []
+    device = backbone.device
+    for step in range(steps):
+        if step == args.warmup and device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        before = sum(t.train_tokens for t in trainers)
+        sync(device)
+        clock = time.perf_counter()
+        failures = group.train_step(trainers)
+        sync(device)
+        if failures:
+            raise RuntimeError(f"non-finite loss in {len(failures)} of {pack} runs")
+        if step >= args.warmup:
+            times.append(time.perf_counter() - clock)
+            tokens.append(sum(t.train_tokens for t in trainers) - before)
+    train_peak = peak_mb(device)
+    for trainer in trainers:
+        trainer.method.eval()
+    backbone.model.eval()
+    jobs = [EvalJob(t.method, t.task, t.dev_examples, **t.eval_options()) for t in trainers]
+    sync(device)
+    clock = time.perf_counter()
+    with trainers[0].autocast, torch.no_grad():
+        evaluate_many(backbone, jobs)
+    sync(device)
+    eval_s = time.perf_counter() - clock
+    step_s = statistics.median(times)
+    examples = pack * args.batch_size
+    return {"shape": backbone.name, "R": pack, "rows": examples, "step_s": step_s, "examples_per_s": examples / step_s,
+            "tokens_per_s": statistics.median(tokens) / step_s, "tokens_per_step": statistics.median(tokens),
+            "peak_mb": train_peak, "eval_examples": sum(len(j.examples) for j in jobs), "eval_s": eval_s,
+            "eval_examples_per_s": sum(len(j.examples) for j in jobs) / eval_s}
+
+
+def main(argv=None) -> int:
+    import torch
+
+    from superpos.backbones.precision import resolve_precision
+    from superpos.engine import ResultsStore
+    from superpos.engine.train import device_name, resolve_device
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shapes", default=",".join(SHAPES), help=f"Comma-separated subset of {', '.join(SHAPES)}.")
+    parser.add_argument("--packs", default="1,4,16,64", help="Group sizes R to time.")
+    parser.add_argument("--batch-size", type=int, default=32, help="Rows per run and step (the paper's: 32).")
+    parser.add_argument("--max-input-tokens", type=int, default=256, help="Input cap (the paper profile's: 256).")
+    parser.add_argument("--steps", type=int, default=5, help="Timed steps per setting.")
+    parser.add_argument("--warmup", type=int, default=2, help="Untimed steps first (kernel selection, allocator).")
+    parser.add_argument("--eval-examples", type=int, default=128, help="Dev examples per run in the timed evaluation.")
+    parser.add_argument("--device", default="auto", help="'auto' (CUDA when present), 'cpu' or 'cuda'.")
+    parser.add_argument("--dtype", default="auto", choices=("auto", "fp32", "bf16"))
+    parser.add_argument("--out", default=str(REPO / "results" / "bench"))
+    args = parser.parse_args(argv)
+    shapes = [s.strip() for s in args.shapes.split(",") if s.strip()]
+    unknown = [s for s in shapes if s not in SHAPES]
+    if unknown:
+        parser.error(f"unknown shape(s) {', '.join(unknown)}; known: {', '.join(SHAPES)}")
+    packs = sorted(int(p) for p in args.packs.split(","))
+    device = resolve_device(args.device)
+    precision, why = resolve_precision(args.dtype, device)
+    args.dtype = precision
+    where = device_name(device)
+    print(f"packed training on {where}, {precision} ({why}); batch {args.batch_size} per run, inputs cut at "
+          f"{args.max_input_tokens} tokens, SuperPos m=128 n=10; median of {args.steps} steps after {args.warmup}",
+          flush=True)
+    rows, started = [], time.perf_counter()
+    with tempfile.TemporaryDirectory() as folder:
+        store = ResultsStore(Path(folder))
+        for shape in shapes:
+            backbone = random_backbone(shape, device, precision)
+            params = sum(p.numel() for p in backbone.model.parameters())
+            for pack in packs:
+                try:
+                    row = {**measure(backbone, pack, args, store), "params": params}
+                except torch.cuda.OutOfMemoryError:
+                    rows.append({"shape": shape, "R": pack, "params": params, "out_of_memory": True})
+                    print(f"{shape:>13} R={pack:<3} out of memory at {pack * args.batch_size} rows; larger R skipped",
+                          flush=True)
+                    torch.cuda.empty_cache()
+                    break
+                rows.append(row)
+                print(f"{shape:>13} R={pack:<3} {row['step_s'] * 1000:8.1f} ms/step {row['examples_per_s']:9.1f} ex/s "
+                      f"{row['tokens_per_s']:11.0f} tok/s  peak {row['peak_mb']:8.0f} MB  eval "
+                      f"{row['eval_examples_per_s']:8.1f} ex/s", flush=True)
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+            del backbone
+    print(f"\n{'shape':>13} " + " ".join(f"{'R=' + str(p) + ' ex/s':>12}" for p in packs) + "   best/R=1")
+    for shape in shapes:
+        mine = {r["R"]: r for r in rows if r["shape"] == shape and "examples_per_s" in r}
+        cells = [f"{mine[p]['examples_per_s']:12.1f}" if p in mine else f"{'OOM':>12}" for p in packs]
+        gain = max(r["examples_per_s"] for r in mine.values()) / mine[packs[0]]["examples_per_s"] if mine else 0
+        print(f"{shape:>13} " + " ".join(cells) + f"   {gain:.2f}x")
+    payload = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "device": where,
+               "precision": precision, "precision_reason": why, "torch": torch.__version__,
+               "settings": {k: v for k, v in vars(args).items() if k != "out"}, "rows": rows,
+               "wall_s": round(time.perf_counter() - started, 1)}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench_packing.json").write_text(json.dumps(payload, indent=1) + "\n")
+    print(f"wrote {out / 'bench_packing.json'} in {payload['wall_s']} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
