@@ -48,7 +48,7 @@ def run_costs() -> list[dict]:
 
     runs = []
     for config in profile_configs("paper"):
-        train_rows, validation_rows = get_task(config.task).sizes["train"], get_task(config.task).sizes["validation"]
+        train_rows, validation_rows = get_task(config.task).sizes  # the documented (train, validation) sizes
         factor = LONG_TASK_FACTOR if config.max_input_tokens > 256 else 1.0
         runs.append({"shape": shape_of(config.backbone), "alone": config.method == "full",
                      "train": config.epochs * train_rows * factor * (FULL_FT_FACTOR if config.method == "full" else 1),
