@@ -387,6 +387,9 @@ def test_smollm2_loads_offline_and_a_soft_prompt_steers_it(smollm2):
     assert time.perf_counter() - started < 30.0  # well under a second on a quiet machine
     assert torch.equal(again.embedding_weight[:100], smollm2.embedding_weight[:100])
     del again
+    # Targets end with the end-of-turn token the model was tuned to emit, whatever transformers release converted it.
+    assert smollm2.tokenizer.convert_ids_to_tokens(smollm2.eos_token_id) == "<|im_end|>"
+    assert smollm2.eos_token_id == smollm2.model.config.eos_token_id == smollm2.pad_token_id == 2
 
     # The pretrained model answers a trivial question ("The answer is: Paris"), batched or not.
     texts = ["Paris is the capital of France. Question: What is the capital of France?",
@@ -416,3 +419,19 @@ def test_truncated_count_matches_what_encode_cuts(fixture, request):
     cut = [backbone.encode([text], max_input_tokens=8).input_ids.shape[1] <
            backbone.encode([text], max_input_tokens=512).input_ids.shape[1] for text in inputs]
     assert backbone.truncated_count(inputs, 8) == sum(cut) >= 1
+
+
+def test_special_tokens_follow_the_model_config(tiny_llama):
+    """A tokenizer whose eos/pad disagree with the config (as some GGUF conversions give) is set right."""
+    from superpos.backbones.load import align_special_tokens
+
+    tokenizer, config = tiny_llama.tokenizer, tiny_llama.model.config
+    wanted = (tokenizer.eos_token, tokenizer.pad_token)
+    tokenizer.eos_token = tokenizer.pad_token = tokenizer.bos_token
+    assert tokenizer.eos_token_id != config.eos_token_id
+    try:
+        align_special_tokens(config, tokenizer)
+        assert (tokenizer.eos_token_id, tokenizer.pad_token_id) == (config.eos_token_id, config.pad_token_id)
+        assert (tokenizer.eos_token, tokenizer.pad_token) == wanted
+    finally:
+        tokenizer.eos_token, tokenizer.pad_token = wanted
