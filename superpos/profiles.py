@@ -3,7 +3,7 @@
 - ``paper``: the paper's setting (§4.4) on GPU runners with network: T5 v1.1 LM-adapted Small and Base from
   the hub, the 13 GLUE/SuperGLUE tasks, 80 epochs, batch 32, every method with dropout on and off.
 - ``offline``: the embedded default backbone (SmolLM2-135M) on the offline BBC suite, every method, three
-  seeds; sized for about an hour on one GPU.
+  seeds; sized for one GPU (about 40 minutes on an H100).
 - ``quick``: the default of ``make reproduce``: the embedded default on bbc-topic, one seed and 48 steps per
   run, so all seven notebooks finish within 40 minutes on a 2-core CPU. It checks the pipeline end to end;
   one seed gives no spread, so its numbers are not conclusions.
@@ -132,7 +132,7 @@ PROFILES: dict[str, Profile] = {
     "offline": Profile(
         name="offline",
         description="The embedded default (SmolLM2-135M) on the six offline BBC tasks, every method, 3 seeds; "
-                    "about an hour on one GPU.",
+                    "about 40 minutes on one H100.",
         note="Offline stand-in: SmolLM2-135M (causal) instead of T5 and BBC-made tasks instead of GLUE/SuperGLUE, "
              "a few hundred steps per run: differences between methods are meaningful where they exceed the "
              "seeds' spread; absolute numbers are not comparable with the paper's.",
@@ -150,7 +150,7 @@ PROFILES: dict[str, Profile] = {
                 "06_prompt_tuning_baselines": {"tasks": ("bbc-topic", "bbc-next", "bbc-copa")}},
         cell_timeout_s=3 * 3600,
         hardware="one GPU (H100-class)",
-        expected_minutes=60,
+        expected_minutes=40,  # 201 of the 366 runs took 21 min on one H100, packed by 32 (docs/SPEED.md, section 6)
     ),
     "cpu": Profile(
         name="cpu",
