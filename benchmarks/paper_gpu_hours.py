@@ -7,11 +7,12 @@ Every run of ``profile_configs("paper")`` (all notebooks, each run once) costs
   + epochs x validation rows / (evaluation examples/s at R)
 
 with the task's documented split sizes (``superpos.tasks``: the ``paper`` protocol trains on train and evaluates on
-validation every epoch). Assumptions, each an upper bound or a stated approximation:
+validation every epoch). Assumptions, each a stated approximation:
 
-- every input is as long as the cap (the throughputs were measured on inputs cut at 256 tokens, nearly all at the
-  cap); GLUE/SuperGLUE inputs are mostly shorter and the engine pads each batch to its longest input only. MultiRC
-  and BoolQ (cap 512) are charged twice the 256-token cost;
+- an example of every task costs what an example of the measurement costs (bbc-topic: about 50 tokens on average,
+  each batch padded to its longest); the sentence and sentence-pair inputs of QQP, MNLI, QNLI and SST-2, 93 % of the
+  training examples, are of that order, a few dozen words. MultiRC and BoolQ, whose passages are longer (cap 512),
+  are charged twice;
 - every prompt method costs what SuperPos costs (the method's own work is a few small matrix products);
 - full fine-tuning runs alone (R = 1) and costs 1.5x a prompt-tuning step (weight gradients: 6 instead of 4 FLOPs
   per parameter and token), plus its optimizer step;
