@@ -25,6 +25,7 @@ Usage: ``python benchmarks/bench_packing.py --device cuda [--shapes smollm2-135m
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -110,6 +111,8 @@ def measure(backbone, pack: int, args, store) -> dict:
                            max_input_tokens=args.max_input_tokens, device=str(backbone.device), dtype=args.dtype,
                            dropout=False, protocol="paper")
         trainers.append(Trainer(config, f"bench-{pack}-{seed}", store, None, progress=False, backbone=backbone))
+        if args.no_autocast:  # the bf16 weights run as they are, as the CPU runs them
+            trainers[-1].autocast = contextlib.nullcontext()
     group = PackedGroup(trainers, progress=False)
     times, tokens = [], []
     device = backbone.device
@@ -163,6 +166,8 @@ def main(argv=None) -> int:
     parser.add_argument("--eval-examples", type=int, default=128, help="Dev examples per run in the timed evaluation.")
     parser.add_argument("--device", default="auto", help="'auto' (CUDA when present), 'cpu' or 'cuda'.")
     parser.add_argument("--dtype", default="auto", choices=("auto", "fp32", "bf16"))
+    parser.add_argument("--no-autocast", action="store_true",
+                        help="Run a bf16 backbone without torch.autocast (the engine uses autocast on CUDA).")
     parser.add_argument("--out", default=str(REPO / "results" / "bench"))
     args = parser.parse_args(argv)
     shapes = [s.strip() for s in args.shapes.split(",") if s.strip()]
@@ -176,7 +181,8 @@ def main(argv=None) -> int:
     where = device_name(device)
     print(f"packed training on {where}, {precision} ({why}); batch {args.batch_size} per run, inputs cut at "
           f"{args.max_input_tokens} tokens, SuperPos m=128 n=10; median of {args.steps} steps after {args.warmup}"
-          + ("" if args.task == "bbc-topic" else f"; task {args.task}"), flush=True)
+          + ("" if args.task == "bbc-topic" else f"; task {args.task}")
+          + ("; no autocast" if args.no_autocast else ""), flush=True)
     rows, started = [], time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
         store = ResultsStore(Path(folder))
