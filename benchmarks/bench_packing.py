@@ -26,13 +26,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 for _name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
@@ -43,7 +41,7 @@ for _path in (REPO, REPO / "benchmarks"):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from bench_t5_cost import T5_COMMON, T5_SHAPES  # noqa: E402  (the hand-written google/t5-v1_1 shapes)
+from bench_t5_cost import T5_COMMON, T5_SHAPES, write_result  # noqa: E402  (the hand-written t5-v1_1 shapes)
 
 # The config.json fields of HuggingFaceTB/SmolLM2-135M that set its cost.
 SMOLLM2_SHAPE = dict(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
@@ -211,14 +209,9 @@ def main(argv=None) -> int:
         cells = [f"{mine[p]['examples_per_s']:12.1f}" if p in mine else f"{'OOM':>12}" for p in packs]
         gain = max(r["examples_per_s"] for r in mine.values()) / mine[packs[0]]["examples_per_s"] if mine else 0
         print(f"{shape:>13} " + " ".join(cells) + f"   {gain:.2f}x")
-    payload = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "device": where,
-               "precision": precision, "precision_reason": why, "torch": torch.__version__,
-               "settings": {k: v for k, v in vars(args).items() if k != "out"}, "rows": rows,
-               "wall_s": round(time.perf_counter() - started, 1)}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "bench_packing.json").write_text(json.dumps(payload, indent=1) + "\n")
-    print(f"wrote {out / 'bench_packing.json'} in {payload['wall_s']} s")
+    write_result(Path(args.out) / "bench_packing.json",
+                 {"device": where, "precision": precision, "precision_reason": why, "torch": torch.__version__,
+                  "settings": {k: v for k, v in vars(args).items() if k != "out"}, "rows": rows}, started)
     return 0
 
 

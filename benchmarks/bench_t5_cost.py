@@ -179,14 +179,19 @@ def main(argv=None) -> int:
                       f"{run_flops:.2e} FLOP per run = at least {row['a100_hours_lower_bound']} A100-hours at 100% of "
                       f"the bf16 peak")
         del model
-    payload = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "device": where,
-               "task_train_sizes": sizes, "epochs": EPOCHS, "rows": rows,
-               "wall_s": round(time.perf_counter() - started, 1)}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "t5_cost.json").write_text(json.dumps(payload, indent=1) + "\n")
-    print(f"wrote {out / 't5_cost.json'} in {payload['wall_s']} s")
+    write_result(Path(args.out) / "t5_cost.json", {"device": where, "task_train_sizes": sizes, "epochs": EPOCHS,
+                                                   "rows": rows}, started)
     return 0
+
+
+def write_result(path: Path, payload: dict, started: float) -> None:
+    """Write a benchmark's ``payload`` as JSON to ``path``, stamped with its creation time and wall time since
+    ``started`` (a ``time.perf_counter()`` value), and say so."""
+    payload = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), **payload,
+               "wall_s": round(time.perf_counter() - started, 1)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=1) + "\n")
+    print(f"wrote {path} in {payload['wall_s']} s")
 
 
 if __name__ == "__main__":
