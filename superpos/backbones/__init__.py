@@ -4,10 +4,15 @@
 >>> batch = backbone.encode(["great movie"], ["positive"], max_input_tokens=64, max_target_tokens=4)
 >>> backbone.loss(batch, method)                            # scalar, target tokens only
 
-Modules: ``core`` (``Backbone``, ``Batch``: encode, loss, generation, dropout), ``load`` (names, local
-folders, hub ids, the embedded SmolLM2), ``tiny`` (random test models), ``files`` (atomic cache folders).
+Modules: ``core`` (``Backbone``: the model, its tokenizer and basic facts, composed of the four below),
+``batch`` (``Batch``, ``MethodRows``, the ``PromptMethod`` protocol), ``encoding`` (tokenize, truncate, pad;
+the vocabulary), ``loss`` (the target-token loss, per-token losses for packed runs), ``generation`` (greedy
+decoding), ``dropout`` (the frozen network's dropout switch), ``fast`` (the exact fast Llama training loss),
+``load`` (names, local folders, hub ids, the embedded SmolLM2), ``precision`` (bf16 where native), ``tiny``
+(random test models), ``files`` (atomic cache folders).
 """
-from .core import IGNORE_INDEX, SEPARATOR, TARGET_PREFIX, Backbone, BackboneError, Batch, MethodRows, PromptMethod
+from .batch import IGNORE_INDEX, SEPARATOR, TARGET_PREFIX, Batch, MethodRows, PromptMethod
+from .core import Backbone, BackboneError
 from .load import BACKBONES, DEFAULT_BACKBONE, hub_reachable, load_backbone, smollm2_folder
 
 __all__ = ["BACKBONES", "DEFAULT_BACKBONE", "IGNORE_INDEX", "SEPARATOR", "TARGET_PREFIX", "Backbone",
