@@ -1,10 +1,10 @@
 #!/usr/bin/env python
 """Where a profile's time went, read from its records alone: one line per packed group or run trained alone.
 
-Each record carries its provenance (``started``, ``finished``, ``packed_runs``, device). Printed: the group's start (seconds after the first record's start), its
-wall time, its runs and their methods, steps, and the time per group step; then the totals, the share of runs
-trained alone (full fine-tuning), and, when ``--total N`` names how many runs the profile has, a projection of the
-whole profile's wall time from the pace of the records seen (by kind: alone and packed).
+Each record carries its provenance (``started``, ``finished``, ``packed_runs``, device). Printed: each unit's
+start (seconds after the first record's start), wall time, runs and their methods, steps and time per step; then
+the span, the time of runs trained alone (full fine-tuning) and of packed ones, and, when ``--total N`` names how
+many runs the profile has, a projection of the whole profile's wall time at the pace of the records seen.
 
 Usage: ``python benchmarks/store_timeline.py results/offline [--total 366]``.
 """

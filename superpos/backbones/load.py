@@ -193,7 +193,9 @@ def align_special_tokens(config, tokenizer) -> None:
     """
     for role in ("eos", "pad"):
         wanted = getattr(config, f"{role}_token_id", None)
-        if isinstance(wanted, int) and 0 <= wanted < len(tokenizer) and getattr(tokenizer, f"{role}_token_id") != wanted:
+        misread = isinstance(wanted, int) and 0 <= wanted < len(tokenizer) \
+            and getattr(tokenizer, f"{role}_token_id") != wanted
+        if misread:
             setattr(tokenizer, f"{role}_token", tokenizer.convert_ids_to_tokens(wanted))
 
 
