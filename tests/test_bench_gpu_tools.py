@@ -46,6 +46,10 @@ def test_paper_hours_are_examples_over_rates(tmp_path):
     packed = sum(r["train"] + r["eval"] for r in runs if not r["alone"]) / 3600
     assert paper_gpu_hours.hours(runs, rates, 4) - paper_gpu_hours.hours(runs, faster, 4) == pytest.approx(packed / 2)
     assert paper_gpu_hours.hours(runs, rates, 16) is None  # unmeasured group size
+    # The faster precision is taken at each (shape, R) on its own.
+    merged = paper_gpu_hours.fastest({"bf16": {("t5-base", 1): (1.0, 5.0), ("t5-base", 4): (8.0, 8.0)},
+                                      "fp32": {("t5-base", 1): (3.0, 3.0), ("t5-base", 4): (2.0, 2.0)}})
+    assert merged == {("t5-base", 1): (3.0, 3.0), ("t5-base", 4): (8.0, 8.0)}
 
 
 def test_store_timeline_groups_overlapping_packed_runs(tmp_path, capsys):
