@@ -83,9 +83,9 @@ class Profile:
         return len(profile_configs(self))
 
 
-#: quick: 16 runs of 48 steps at batch 8 on bbc-topic, sized on a 2-core AVX2 CPU in fp32 (measured: 1.3-1.6 s
-#: per prompt-tuning step, ~9 s per evaluation of 64 examples, ~5 s per backbone load; ~95 s per run), plus
-#: ~10 s per notebook kernel. 48 steps is where simple prompt tuning and SuperPos first emit only valid labels on bbc-topic; fewer,
+#: quick: 16 runs of 48 steps at batch 8 on bbc-topic, sized on a 2-core AVX2 CPU in fp32 (measured on an idle
+#: machine: 1.1-1.3 s per prompt-tuning step, ~74 s per run with its two evaluations of 64 examples; a cold
+#: `make reproduce` took 20.7 min, README "Measured"), plus ~10 s per notebook kernel. 48 steps is where simple prompt tuning and SuperPos first emit only valid labels on bbc-topic; fewer,
 #: longer runs rather than many short ones, so that the numbers carry information.
 QUICK_BUDGET = dict(epochs=1, max_steps=48, batch_size=8, eval_every=24, eval_batch_size=64, train_limit=384,
                     eval_limit=64, max_input_tokens=64, dropout_rate=0.1, protocol="paper")
