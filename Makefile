@@ -20,7 +20,7 @@ endif
 # 4-35 s instead of ~2 s (docs/SPEED.md). Passive waiting costs little on an idle machine.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install test reproduce report reference bench
+.PHONY: install test reproduce report reference extend bench
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
@@ -48,6 +48,11 @@ report: install
 # Like reproduce, then makes the fresh runs the committed reference (on purpose, after a change of results).
 reference: install
 	$(PY) -m superpos reproduce --profile $(PROFILE) --accept $(if $(PACK),--pack $(PACK))
+
+# Trains only the runs the committed reference lacks and adds each finished one to it (Ctrl-C keeps what
+# finished); renders from it once it holds every run. For references built over several sittings (cpu, offline).
+extend: install
+	$(PY) -m superpos reproduce --profile $(PROFILE) --extend $(if $(PACK),--pack $(PACK))
 
 bench: install
 	$(PY) benchmarks/bench_training.py

@@ -271,7 +271,7 @@ def _command_reproduce(args) -> int:
         from .reproduce import reproduce
 
         return reproduce(args.profile, notebooks=args.notebook or None, from_reference=args.from_reference,
-                         accept=args.accept, pack=args.pack)
+                         accept=args.accept, extend=args.extend, pack=args.pack)
     except KeyboardInterrupt as error:
         if error.args:  # already says what was kept (a run's checkpoint, a notebook's partial copy)
             raise
@@ -333,6 +333,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="Train nothing: render the notebooks from results/<profile>/reference (make report).")
     mode.add_argument("--accept", action="store_true",
                       help="After training, make the fresh runs the profile's reference (make reference).")
+    mode.add_argument("--extend", action="store_true",
+                      help="Train only the runs results/<profile>/reference lacks and add each finished one to it "
+                           "(also on Ctrl-C); render from it once complete (make extend: a reference built over "
+                           "several sittings).")
     for sub in (grid_parser, reproduce_parser):
         sub.add_argument("--pack", type=int, default=None, metavar="R",
                          help="Train up to R compatible runs together (default: 8 on CUDA, each run alone on CPU).")

@@ -18,7 +18,10 @@
    the client is cut off, is kept out of the terminal and relayed only after a notebook that was not interrupted).
 
 ``from_reference=True`` (``make report``) skips 1 and 2 and renders from the reference itself;
-``accept=True`` (``make reference``) makes the fresh runs the new reference after training.
+``accept=True`` (``make reference``) makes the fresh runs the new reference after training;
+``extend=True`` (``make extend``) builds a reference over several sittings: it trains only the runs the
+reference lacks, adds each one that finishes (before a Ctrl-C too), and renders from the reference once it
+holds them all.
 Kernels get ``TQDM_DISABLE=1`` and quiet transformers logging.
 """
 from __future__ import annotations
@@ -120,36 +123,87 @@ def compare_with_reference(profile: str, records: list[dict]) -> str:
     return line
 
 
-def accept_as_reference(profile: str, records: list[dict], *, readouts: bool = False) -> None:
-    """Make the fresh ``records`` (and their prompts, and with ``readouts`` their nearest-token readouts) the
-    profile's committed reference; runs of the profile no longer asked for are removed from it."""
-    from .engine import ResultsStore
+def _run_hash(path: Path) -> str:
+    """records/<hash>.json, prompts/<hash>.safetensors, readouts/<hash>-k5.json -> <hash>."""
+    return path.name.split(".")[0].split("-")[0]
+
+
+def copy_runs(source, target, hashes: set[str], *, readouts: bool = False) -> None:
+    """Copy the records and prompts (and with ``readouts`` the readouts) of runs ``hashes`` from the store
+    ``source`` into the store ``target``, each file written atomically."""
     from .engine.store import atomic_write_bytes
-
-    source, target = ResultsStore(profile=profile), ResultsStore(reference_dir(profile))
-    keep = {record["hash"] for record in records}
-
-    def run_hash(path: Path) -> str:  # records/<hash>.json, prompts/<hash>.safetensors, readouts/<hash>-k5.json
-        return path.name.split(".")[0].split("-")[0]
 
     for folder, pattern in (("records", "*.json"), ("prompts", "*.safetensors"), ("readouts", "*.json")):
         if folder == "readouts" and not readouts:
             continue
         (target.root / folder).mkdir(parents=True, exist_ok=True)
-        for path in (target.root / folder).glob(pattern):
-            if run_hash(path) not in keep:
-                path.unlink()
         for path in (source.root / folder).glob(pattern):
-            if run_hash(path) in keep:
+            if _run_hash(path) in hashes:
                 atomic_write_bytes(target.root / folder / path.name, path.read_bytes())
+
+
+def drop_runs_except(store, keep: set[str]) -> None:
+    """Remove from ``store`` the records, prompts and readouts of every run not in ``keep``."""
+    for folder, pattern in (("records", "*.json"), ("prompts", "*.safetensors"), ("readouts", "*.json")):
+        for path in (store.root / folder).glob(pattern):
+            if _run_hash(path) not in keep:
+                path.unlink()
+
+
+def accept_as_reference(profile: str, records: list[dict], *, readouts: bool = False) -> None:
+    """Make the fresh ``records`` (and their prompts, and with ``readouts`` their nearest-token readouts) the
+    profile's committed reference; runs of the profile no longer asked for are removed from it."""
+    from .engine import ResultsStore
+
+    source, target = ResultsStore(profile=profile), ResultsStore(reference_dir(profile))
+    keep = {record["hash"] for record in records}
+    drop_runs_except(target, keep)
+    copy_runs(source, target, keep, readouts=readouts)
+
+
+def extend_reference(profile: str, names: list[str], *, progress: bool = True, pack: int | None = None) -> bool:
+    """Grow the profile's reference over several sittings (or machines); True once it holds every run of the
+    notebooks ``names``.
+
+    The reference's runs are copied into the working store as finished, the rest train there, and every run
+    that finishes, in this call or before a Ctrl-C ends it, is added to the reference. Runs the profile no longer
+    asks for (an older code version's, say) leave the reference; no other run does.
+    """
+    from .engine import ResultsStore
+
+    store, reference = ResultsStore(profile=profile), ResultsStore(reference_dir(profile))
+    asked = {config.run_hash() for config in profile_configs(profile)}
+    wanted = [config.run_hash() for config in profile_configs(profile, names)]
+    seeded = {h for h in wanted if reference.is_done(h) and not store.is_done(h)}
+    if seeded:
+        store.ensure_writable()
+        copy_runs(reference, store, seeded)
+    print(f"extend: {sum(map(reference.is_done, wanted))} of {len(wanted)} runs are in the reference "
+          f"({len(seeded)} copied into {_shown(store.root)})", flush=True)
+    try:
+        result = train_profile(profile, names, progress=progress, pack=pack)
+    finally:  # a Ctrl-C keeps what finished: it goes into the reference too
+        added = {h for h in asked if store.is_done(h) and not reference.is_done(h)}
+        reference.root.mkdir(parents=True, exist_ok=True)
+        drop_runs_except(reference, asked)
+        copy_runs(store, reference, added)
+        held = sum(map(reference.is_done, wanted))
+        print(f"extend: {len(added)} runs added; the reference holds {held} of the {len(wanted)} runs "
+              f"in {_shown(reference.root)}", flush=True)
+    if result.failed:
+        print(f"extend: {result.failed} runs failed; the same command retries them", file=sys.stderr, flush=True)
+    return held == len(wanted)
 
 
 def reproduce(profile: str = "quick", notebooks: list[str] | None = None, *, output_dir: str | Path | None = None,
               cell_timeout_s: int | None = None, start_timeout_s: int = START_TIMEOUT_S, progress: bool = True,
-              from_reference: bool = False, accept: bool = False, pack: int | None = None) -> int:
+              from_reference: bool = False, accept: bool = False, extend: bool = False,
+              pack: int | None = None) -> int:
     """Train, compare and render the notebooks (all, in order, or ``notebooks``) of ``profile``; return an exit
     code (0: every run finished and every notebook ran; 1 otherwise). ``from_reference`` renders from the
-    committed reference without training; ``accept`` makes the fresh runs the new reference; ``pack`` packs
+    committed reference without training; ``accept`` makes the fresh runs the new reference; ``extend`` trains
+    what the reference lacks and adds it (:func:`extend_reference`), then renders from the reference once it is
+    complete; ``pack`` packs
     compatible runs as ``run_configs`` does (None: automatic, on CUDA only). Raises
     ``ValueError`` for unknown names or a reference that lacks runs."""
     import papermill
@@ -159,8 +213,14 @@ def reproduce(profile: str = "quick", notebooks: list[str] | None = None, *, out
     if not NOTEBOOKS_DIR.is_dir():
         raise ValueError(f"reproduce: no notebooks at {NOTEBOOKS_DIR}; the installed package holds the library only, "
                          "`make reproduce` runs from a clone of the source repository")
-    if from_reference and accept:
-        raise ValueError("reproduce: from_reference and accept exclude each other")
+    if from_reference + accept + extend > 1:
+        raise ValueError("reproduce: from_reference, accept and extend exclude each other")
+    if extend:
+        if not extend_reference(profile, names, progress=progress, pack=pack):
+            print("extend: the notebooks render once the reference holds every run (the same command goes on)",
+                  flush=True)
+            return 1
+        from_reference = True
     out = Path(output_dir) if output_dir is not None else executed_dir(profile)
     timeout = cell_timeout_s if cell_timeout_s is not None else spec.cell_timeout_s
     if profile == "paper" and hub_is_offline() and not from_reference:

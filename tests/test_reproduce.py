@@ -175,3 +175,51 @@ def test_a_full_render_clears_stale_outputs_but_a_report_keeps_the_comparison(tm
     assert not any(figures.iterdir())
     clear_outputs("quick", keep_reproduction=False)
     assert not any(tables.iterdir())
+
+
+def test_extend_builds_the_reference_over_several_sittings(tmp_path, monkeypatch, capsys):
+    """`make extend`: runs the reference holds are not trained again, runs that finish are added (also when a
+    Ctrl-C ends the call), runs the profile no longer asks for leave it, and it renders once complete."""
+    import shutil
+
+    from superpos import reproduce as reproducing
+    from superpos.engine.grid import Interrupted
+
+    monkeypatch.setenv("SUPERPOS_RESULTS", str(tmp_path))
+    for key, value in OFFLINE.items():
+        monkeypatch.setenv(key, value)
+    root, names = tmp_path / "smoke", ["04"]
+    hashes = sorted(config.run_hash() for config in profiles.profile_configs("smoke", names))
+    assert len(hashes) >= 2
+    assert reproducing.reproduce("smoke", names, progress=False, extend=True) == 0  # from nothing: all train
+    reference = root / "reference" / "records"
+    assert sorted(path.stem for path in reference.glob("*.json")) == hashes
+    assert (root / "notebooks" / "04_softmax_variant.ipynb").exists()
+    kept = {h: (reference / f"{h}.json").read_bytes() for h in hashes[1:]}
+
+    # Another machine: an empty working store, a reference that lacks one run and holds one no longer asked for.
+    shutil.rmtree(root / "records")
+    (reference / f"{hashes[0]}.json").unlink()
+    (reference / "0123456789abcdef.json").write_text("{}")
+    capsys.readouterr()
+    real_train = reproducing.train_profile
+
+    def train_then_ctrl_c(*args, **kwargs):
+        real_train(*args, **kwargs)
+        raise Interrupted("interrupted")
+
+    monkeypatch.setattr(reproducing, "train_profile", train_then_ctrl_c)
+    with pytest.raises(Interrupted):
+        reproducing.reproduce("smoke", names, progress=False, extend=True)
+    out = capsys.readouterr().out
+    assert f"{len(hashes) - 1} of {len(hashes)} runs are in the reference" in out
+    assert f"{len(hashes) - 1} already in" in out  # copied from the reference, not trained again
+    assert f"1 runs added; the reference holds {len(hashes)} of the {len(hashes)} runs" in out
+    assert sorted(path.stem for path in reference.glob("*.json")) == hashes  # the stale one left
+    assert all((reference / f"{h}.json").read_bytes() == record for h, record in kept.items())
+
+    monkeypatch.setattr(reproducing, "train_profile", real_train)
+    assert reproducing.reproduce("smoke", names, progress=False, extend=True) == 0  # complete: nothing trains
+    assert f"train: {len(hashes)} runs, {len(hashes)} already in" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="exclude each other"):
+        reproducing.reproduce("smoke", names, progress=False, extend=True, accept=True)
