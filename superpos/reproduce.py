@@ -82,9 +82,10 @@ def grid_summaries(path: Path) -> list[str]:
     return lines
 
 
-def train_profile(profile: str, names: list[str], *, progress: bool = True, pack: int | None = None):
-    """Step 1: train every run of the notebooks ``names`` under ``profile`` into its working store (``pack``: as
-    for ``run_configs``)."""
+def train_profile(profile: str, names: list[str], *, progress: bool = True, pack: int | None = None,
+                  on_records=None):
+    """Step 1: train every run of the notebooks ``names`` under ``profile`` into its working store (``pack`` and
+    ``on_records``: as for ``run_configs``)."""
     from .engine import ResultsStore, run_configs
 
     configs = profile_configs(profile, names)
@@ -92,7 +93,7 @@ def train_profile(profile: str, names: list[str], *, progress: bool = True, pack
     stored = sum(store.is_done(config.run_hash()) for config in configs)
     print(f"train: {len(configs)} runs, {stored} already in {_shown(store.root)}, {len(configs) - stored} to train",
           flush=True)
-    return run_configs(configs, store, progress=progress, pack=pack)
+    return run_configs(configs, store, progress=progress, pack=pack, on_records=on_records)
 
 
 def compare_with_reference(profile: str, records: list[dict]) -> str:
@@ -180,15 +181,21 @@ def extend_reference(profile: str, names: list[str], *, progress: bool = True, p
         copy_runs(reference, store, seeded)
     print(f"extend: {sum(map(reference.is_done, wanted))} of {len(wanted)} runs are in the reference "
           f"({len(seeded)} copied into {_shown(store.root)})", flush=True)
-    try:
-        result = train_profile(profile, names, progress=progress, pack=pack)
-    finally:  # a Ctrl-C keeps what finished: it goes into the reference too
-        added = {h for h in asked if store.is_done(h) and not reference.is_done(h)}
-        reference.root.mkdir(parents=True, exist_ok=True)
-        drop_runs_except(reference, asked)
-        copy_runs(store, reference, added)
+
+    def add(hashes: set[str]) -> None:
+        copy_runs(store, reference, {h for h in hashes if not reference.is_done(h) and store.is_done(h)})
+
+    reference.root.mkdir(parents=True, exist_ok=True)
+    drop_runs_except(reference, asked)
+    before = {h for h in asked if reference.is_done(h)}
+    try:  # each run goes into the reference as it finishes, so not even a killed process loses one
+        result = train_profile(profile, names, progress=progress, pack=pack,
+                               on_records=lambda records: add({record["hash"] for record in records}))
+    finally:  # and whatever finished earlier in the working store, or before a Ctrl-C
+        add(asked)
         held = sum(map(reference.is_done, wanted))
-        print(f"extend: {len(added)} runs added; the reference holds {held} of the {len(wanted)} runs "
+        added = sum(reference.is_done(h) for h in asked if h not in before)
+        print(f"extend: {added} runs added; the reference holds {held} of the {len(wanted)} runs "
               f"in {_shown(reference.root)}", flush=True)
     if result.failed:
         print(f"extend: {result.failed} runs failed; the same command retries them", file=sys.stderr, flush=True)

@@ -223,3 +223,30 @@ def test_extend_builds_the_reference_over_several_sittings(tmp_path, monkeypatch
     assert f"train: {len(hashes)} runs, {len(hashes)} already in" in capsys.readouterr().out
     with pytest.raises(ValueError, match="exclude each other"):
         reproducing.reproduce("smoke", names, progress=False, extend=True, accept=True)
+
+
+def test_extend_adds_each_run_to_the_reference_as_it_finishes(tmp_path, monkeypatch):
+    """A process killed mid-way (no Ctrl-C, no ``finally``) still leaves every finished run in the reference."""
+    from superpos import reproduce as reproducing
+    from superpos.engine import grid
+
+    monkeypatch.setenv("SUPERPOS_RESULTS", str(tmp_path))
+    reference = tmp_path / "smoke" / "reference" / "records"
+    seen = []
+
+    def run_then_look(config, store, **kwargs):
+        seen.append(sorted(path.stem for path in reference.glob("*.json")))  # what the reference held before
+        return {"hash": config.run_hash(), "config": config.to_dict(), "status": "done"}
+
+    def put_and_return(config, store, **kwargs):
+        record = run_then_look(config, store)
+        store.put({**record, "history": [], "loss_curve": [], "best": {"dev": {}, "test": {}}, "analysis": {},
+                   "prompt_path": None})
+        return record
+
+    real = grid.run_configs
+    monkeypatch.setattr(grid, "run_configs", lambda *a, **k: real(*a, **{**k, "run_fn": put_and_return, "pack": 1}))
+    monkeypatch.setattr("superpos.engine.run_configs", grid.run_configs)
+    hashes = [config.run_hash() for config in profiles.profile_configs("smoke", ["01"])]
+    reproducing.extend_reference("smoke", ["01"], progress=False)
+    assert [len(held) for held in seen] == list(range(len(hashes)))  # run k saw the k runs before it added

@@ -205,9 +205,10 @@ def run_grid(spec: GridSpec | dict, store: ResultsStore, *, retry_failed: bool =
 def run_configs(configs: list[RunConfig], store: ResultsStore, *, retry_failed: bool = False, executor: str = "local",
                 ray_address: str | None = None, progress: bool = True,
                 run_fn: Callable[..., dict] | None = None, report_to: str = "none",
-                pack: int | None = None) -> GridResult:
+                pack: int | None = None, on_records: Callable[[list[dict]], None] | None = None) -> GridResult:
     """Run every config the store lacks, in the given order (dependencies first, as :func:`expand` gives
     them); a failing run is recorded and the others go on. Ends with one summary line on stderr.
+    ``on_records`` is called with the records of each run or packed group as it ends (local executor only).
 
     ``pack``: train up to this many compatible runs together (``superpos.engine.packed``); 1 trains every run
     alone; None (the default) packs on CUDA only, where it pays. A custom ``run_fn`` runs every config alone.
@@ -257,6 +258,8 @@ def run_configs(configs: list[RunConfig], store: ResultsStore, *, retry_failed: 
             found = [failed_unless_done(configs[i], error, store) for i in unit]
         for index, record in zip(unit, found):
             records[index] = record
+        if on_records is not None:
+            on_records(found)
         bar.update(len(unit))
     bar.close()
     result = GridResult(records=records)
