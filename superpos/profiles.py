@@ -85,8 +85,9 @@ class Profile:
 
 #: quick: 16 runs of 48 steps at batch 8 on bbc-topic, sized on a 2-core AVX2 CPU in fp32 (measured on an idle
 #: machine: 1.1-1.3 s per prompt-tuning step, ~74 s per run with its two evaluations of 64 examples; a cold
-#: `make reproduce` took 20.7 min, README "Measured"), plus ~10 s per notebook kernel. 48 steps is where simple prompt tuning and SuperPos first emit only valid labels on bbc-topic; fewer,
-#: longer runs rather than many short ones, so that the numbers carry information.
+#: `make reproduce` took 20.7 min, README "Measured"), plus ~10 s per notebook kernel. 48 steps is where simple
+#: prompt tuning and SuperPos first emit only valid labels on bbc-topic; fewer, longer runs rather than many
+#: short ones, so that the numbers carry information.
 QUICK_BUDGET = dict(epochs=1, max_steps=48, batch_size=8, eval_every=24, eval_batch_size=64, train_limit=384,
                     eval_limit=64, max_input_tokens=64, dropout_rate=0.1, protocol="paper")
 #: cpu: the seeded reference. 3 seeds x 3 tasks, 100 steps per run (800 examples, most of an epoch of the BBC
@@ -181,7 +182,7 @@ PROFILES: dict[str, Profile] = {
     "quick": Profile(
         name="quick",
         description="The default of `make reproduce`: SmolLM2-135M on bbc-topic, 1 seed, 48 steps per run, every "
-                    "prompt method and ablation; all notebooks within 30 minutes on a 2-core CPU.",
+                    "prompt method and the paper's ablations; all notebooks within 30 minutes on a 2-core CPU.",
         note="Quick budget (one seed, 48 steps at batch 8, minutes on a CPU): simple, Residual, ATTEMPT and SuperPos "
              "prompt tuning learn bbc-topic's five labels well above the majority class (23% of the 64 validation "
              "examples); EPT with its projection and SuperPos with softmax weights started at p′ = 0 still emit "

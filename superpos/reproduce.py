@@ -210,8 +210,7 @@ def reproduce(profile: str = "quick", notebooks: list[str] | None = None, *, out
     code (0: every run finished and every notebook ran; 1 otherwise). ``from_reference`` renders from the
     committed reference without training; ``accept`` makes the fresh runs the new reference; ``extend`` trains
     what the reference lacks and adds it (:func:`extend_reference`), then renders from the reference once it is
-    complete; ``pack`` packs
-    compatible runs as ``run_configs`` does (None: automatic, on CUDA only). Raises
+    complete; ``pack`` packs compatible runs as ``run_configs`` does (None: automatic, on CUDA only). Raises
     ``ValueError`` for unknown names or a reference that lacks runs."""
     import papermill
 
