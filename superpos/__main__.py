@@ -7,15 +7,20 @@ Ctrl-C exits with status 130 and one line saying what was kept.
 """
 from __future__ import annotations
 
-import argparse
-import contextlib
-import dataclasses
-import json
-import signal
 import sys
-import threading
-from pathlib import Path
-from typing import Any
+
+try:  # a Ctrl-C while these import is one line too, as in main()
+    import argparse
+    import contextlib
+    import dataclasses
+    import json
+    import signal
+    import threading
+    from pathlib import Path
+    from typing import Any
+except KeyboardInterrupt:
+    print("superpos: interrupted", file=sys.stderr)
+    sys.exit(130)
 
 
 def _registries() -> tuple[dict, dict, dict]:
