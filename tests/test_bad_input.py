@@ -373,15 +373,22 @@ def test_ctrl_c_after_a_checkpoint_names_its_step(store, capsys, monkeypatch):
 
 
 def test_ctrl_c_in_a_grid_names_the_finished_runs(store):
-    configs = [RunConfig(**{**TINY, "seed": seed}).resolved() for seed in (0, 1)]
+    """Every finished run of the grid counts, those after the interrupted one in its order too."""
+    configs = [RunConfig(**{**TINY, "seed": seed}).resolved() for seed in (0, 1, 2)]
+    results = ResultsStore(store)
+    def done(config):
+        return {"hash": config.run_hash(), "config": config.to_dict(), "status": "done", "best": {}}
+
+    results.put(done(configs[2]))  # finished in an earlier sitting
 
     def first_done_then_ctrl_c(config, store_, **kwargs):
         if config.seed == 1:
             raise KeyboardInterrupt
-        return {"hash": config.run_hash(), "status": "done"}
+        store_.put(record := done(config))
+        return record
 
-    with pytest.raises(Interrupted, match="before .* saved a checkpoint.*1 finished run kept"):
-        run_configs(configs, ResultsStore(store), progress=False, run_fn=first_done_then_ctrl_c)
+    with pytest.raises(Interrupted, match="before .* saved a checkpoint.*2 finished runs kept"):
+        run_configs(configs, results, progress=False, run_fn=first_done_then_ctrl_c)
 
 
 def _interrupt_when(process: subprocess.Popen, ready, timeout: float = 90) -> None:

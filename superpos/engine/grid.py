@@ -247,7 +247,7 @@ def run_configs(configs: list[RunConfig], store: ResultsStore, *, retry_failed: 
                 found = [run_fn(first, store, retry_failed=retry_failed, progress=progress)]
         except KeyboardInterrupt:
             bar.close()
-            kept = sum(1 for record in records if record is not None and record["status"] == "done")
+            kept = sum(store.is_done(config.run_hash()) for config in configs)  # this grid's, in any order
             raise Interrupted(interrupted_message(store, first, kept=kept)) from None
         except OSError as error:
             if is_storage_error(error):  # every later run would fail the same way: stop, in one line
