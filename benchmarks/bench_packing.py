@@ -19,8 +19,12 @@ Each setting: ``--warmup`` untimed steps, then ``--steps`` timed ones (CUDA sync
 ``torch.cuda.max_memory_allocated`` over the timed steps (CPU: the process's peak RSS). A setting that runs out of
 memory is reported as such and the larger R of that shape are skipped.
 
+``--count-ops`` also counts the ATen operators of one packed step (forward, backward, the R AdamW steps), views
+apart: on a GPU each other operator launches a kernel, so at small R their number sets the step time; on a CPU
+it is what can be measured of that cost without a GPU.
+
 Usage: ``python benchmarks/bench_packing.py --device cuda [--shapes smollm2-135m,t5-small,t5-base]
-[--packs 1,4,16,64]``; writes ``results/bench/bench_packing.json`` (``--out``).
+[--packs 1,4,16,64] [--count-ops]``; writes ``results/bench/bench_packing.json`` (``--out``).
 """
 from __future__ import annotations
 
@@ -91,6 +95,25 @@ def peak_mb(device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def count_operators(step) -> tuple[int, int]:
+    """``(operators, views)`` that one call of ``step()`` dispatches to ATen, forward, backward and optimizer. On a
+    GPU each operator that is not a view launches at least one kernel: at small batches their count, not their
+    FLOPs, sets the step time."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        operators = views = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            Count.operators += 1
+            Count.views += bool(func.is_view)
+            return func(*args, **(kwargs or {}))
+
+    with Count():
+        step()
+    return Count.operators, Count.views
+
+
 def measure(backbone, pack: int, args, store) -> dict:
     """Time ``args.steps`` packed steps and one packed evaluation of ``pack`` SuperPos runs on ``backbone``."""
     import torch
@@ -100,7 +123,7 @@ def measure(backbone, pack: int, args, store) -> dict:
     from superpos.engine.packed import PackedGroup
     from superpos.engine.train import Trainer
 
-    steps = args.warmup + args.steps
+    steps = args.warmup + args.steps + bool(args.count_ops)
     trainers = []
     for seed in range(pack):
         config = RunConfig(backbone="tiny-llama" if backbone.kind == "causal" else "tiny-t5", task=args.task,
@@ -128,6 +151,9 @@ def measure(backbone, pack: int, args, store) -> dict:
             times.append(time.perf_counter() - clock)
             tokens.append(sum(t.train_tokens for t in trainers) - before)
     train_peak = peak_mb(device)
+    counted = {}
+    if args.count_ops:  # one more step, untimed: the counting mode itself costs host time
+        counted["operators_per_step"], counted["views_per_step"] = count_operators(lambda: group.train_step(trainers))
     for trainer in trainers:
         trainer.method.eval()
     backbone.model.eval()
@@ -143,7 +169,7 @@ def measure(backbone, pack: int, args, store) -> dict:
     return {"shape": backbone.name, "R": pack, "rows": examples, "step_s": step_s, "examples_per_s": examples / step_s,
             "tokens_per_s": statistics.median(tokens) / step_s, "tokens_per_step": statistics.median(tokens),
             "peak_mb": train_peak, "eval_examples": sum(len(j.examples) for j in jobs), "eval_s": eval_s,
-            "eval_examples_per_s": sum(len(j.examples) for j in jobs) / eval_s}
+            "eval_examples_per_s": sum(len(j.examples) for j in jobs) / eval_s, **counted}
 
 
 def main(argv=None) -> int:
@@ -166,6 +192,8 @@ def main(argv=None) -> int:
     parser.add_argument("--dtype", default="auto", choices=("auto", "fp32", "bf16"))
     parser.add_argument("--no-autocast", action="store_true",
                         help="Run a bf16 backbone without torch.autocast (the engine uses autocast on CUDA).")
+    parser.add_argument("--count-ops", action="store_true",
+                        help="Also count the ATen operators one packed step dispatches (one extra, untimed step).")
     parser.add_argument("--out", default=str(REPO / "results" / "bench"))
     args = parser.parse_args(argv)
     shapes = [s.strip() for s in args.shapes.split(",") if s.strip()]
@@ -199,7 +227,9 @@ def main(argv=None) -> int:
                 rows.append(row)
                 print(f"{shape:>13} R={pack:<3} {row['step_s'] * 1000:8.1f} ms/step {row['examples_per_s']:9.1f} ex/s "
                       f"{row['tokens_per_s']:11.0f} tok/s  peak {row['peak_mb']:8.0f} MB  eval "
-                      f"{row['eval_examples_per_s']:8.1f} ex/s", flush=True)
+                      f"{row['eval_examples_per_s']:8.1f} ex/s"
+                      + (f"  {row['operators_per_step']} ops/step ({row['views_per_step']} views)"
+                         if args.count_ops else ""), flush=True)
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
             del backbone

@@ -89,3 +89,24 @@ def test_dropout_and_hooks_take_the_standard_path(llama):
 
 def test_t5_is_not_routed_to_the_causal_fast_path():
     assert not fast.supported(load_backbone("tiny-t5").model)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_rope_by_roll_is_llamas_rotary_embedding_bit_for_bit(dtype):
+    """``x * cos + roll(x) * signed_sin`` is Hugging Face's ``x * cos + rotate_half(x) * sin`` exactly, and so is
+    its gradient: rotate_half only moves and negates entries, which the roll and the signs do exactly."""
+    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(7, 3, 8, generator=generator).to(dtype).requires_grad_(True)  # [N, H, hd]
+    angles = torch.randn(7, 4, generator=generator)
+    cos, sin = torch.cat([angles.cos()] * 2, -1).to(dtype), torch.cat([angles.sin()] * 2, -1).to(dtype)  # [N, hd]
+    assert torch.equal(fast._signed_sin(torch.tensor([[1.0, 2.0, 3.0, 4.0]])), torch.tensor([[-1.0, -2.0, 3.0, 4.0]]))
+
+    ours = fast._rope(x, cos, fast._signed_sin(sin))
+    theirs, _ = apply_rotary_pos_emb(x, x, cos, sin, unsqueeze_dim=1)  # cos [N, 1, hd] against x [N, H, hd]
+    assert torch.equal(ours, theirs)
+    weights = torch.randn(ours.shape, generator=generator).to(dtype)
+    ours_grad, = torch.autograd.grad((ours * weights).sum(), x)
+    theirs_grad, = torch.autograd.grad((theirs * weights).sum(), x)
+    assert torch.equal(ours_grad, theirs_grad)

@@ -57,14 +57,20 @@ def _hooked(module) -> bool:
     return bool(module._forward_hooks or module._forward_pre_hooks)
 
 
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+def _signed_sin(sin: torch.Tensor) -> torch.Tensor:
+    """``sin [N, hd]`` with its first half negated: Llama's ``rotate_half(x) * sin`` is ``roll(x) * signed_sin``."""
+    half = sin.shape[-1] // 2
+    return torch.cat((-sin[..., :half], sin[..., half:]), dim=-1)
 
 
-def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotary embedding of ``x [N, H, hd]`` with per-token ``cos, sin [N, hd]`` (Llama's convention)."""
-    return x * cos[:, None, :] + _rotate_half(x) * sin[:, None, :]
+def _rope(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+    """Rotary embedding of ``x [N, H, hd]`` with per-token ``cos, signed_sin [N, hd]`` (Llama's convention).
+
+    ``rotate_half(x) = cat(-x2, x1)`` equals ``roll(x, hd/2) = cat(x2, x1)`` times the signs, and negating is
+    exact, so this is bit for bit Llama's ``x * cos + rotate_half(x) * sin``: one roll (and one in the backward)
+    where slicing, negating and concatenating take five kernels, ten in the backward, per call.
+    """
+    return x * cos[:, None, :] + x.roll(x.shape[-1] // 2, dims=-1) * signed_sin[:, None, :]
 
 
 def causal_loss(backbone, prompt: torch.Tensor, embeds: torch.Tensor, attention_mask: torch.Tensor,
@@ -153,7 +159,7 @@ def causal_target_logits(backbone, prompt: torch.Tensor, embeds: torch.Tensor, a
         head_rows = head_rows + Q
     N = x.shape[0]
     cos, sin = inner.rotary_emb(x[None], positions[None])
-    cos, sin = cos[0], sin[0]
+    cos, sin = cos[0], _signed_sin(sin[0])
 
     heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
     hd = inner.layers[0].self_attn.head_dim
@@ -164,11 +170,13 @@ def causal_target_logits(backbone, prompt: torch.Tensor, embeds: torch.Tensor, a
             sees = torch.arange(P, device=device)[None, :] < lengths[:, None]          # [B, P]
             allowed = torch.cat([sees[:, None, :].expand(B, S, P), allowed[:, P:].expand(B, S, S)], dim=2)[:, None]
 
-    def padded(t: torch.Tensor) -> torch.Tensor:
-        """``[Q + N_s, h, hd]`` rows -> ``[B, h, P + S, hd]``: each row's shared prompt, its suffix scattered."""
-        out = t.new_zeros(B * S, t.shape[1], hd).index_copy(0, rows, t[Q:]).view(B, S, t.shape[1], hd)
-        if Q:
-            shared = t[:Q].view(R, P, t.shape[1], hd)
+    def padded(suffix_rows: torch.Tensor, shared_rows: torch.Tensor | None = None) -> torch.Tensor:
+        """``[N_s, h, hd]`` suffix rows -> ``[B, h, S, hd]``, each row's suffix scattered into place; with the shared
+        prompts' ``[Q, h, hd]`` rows, ``[B, h, P + S, hd]``: each row's shared prompt first."""
+        h = suffix_rows.shape[1]
+        out = suffix_rows.new_zeros(B * S, h, hd).index_copy(0, rows, suffix_rows).view(B, S, h, hd)
+        if shared_rows is not None:
+            shared = shared_rows.view(R, P, h, hd)
             if one_prefix:
                 shared = shared.expand(B, -1, -1, -1)
             else:  # zeros, not another run's prompt, in rows without one: no gradient may cross between runs
@@ -176,9 +184,9 @@ def causal_target_logits(backbone, prompt: torch.Tensor, embeds: torch.Tensor, a
             out = torch.cat([shared, out], dim=1)
         return out.transpose(1, 2)
 
-    def per_prompt(t: torch.Tensor) -> torch.Tensor:
+    def per_prompt(shared_rows: torch.Tensor) -> torch.Tensor:
         """The shared prompts' rows ``[Q, h, hd] -> [R, h, P, hd]``."""
-        return t[:Q].view(R, P, t.shape[1], hd).transpose(1, 2)
+        return shared_rows.view(R, P, shared_rows.shape[1], hd).transpose(1, 2)
 
     last = len(inner.layers) - 1
     for index, layer in enumerate(inner.layers):
@@ -188,14 +196,17 @@ def causal_target_logits(backbone, prompt: torch.Tensor, embeds: torch.Tensor, a
         k = _rope(attn.k_proj(h).view(N, kv_heads, hd), cos, sin)
         v = attn.v_proj(h).view(N, kv_heads, hd)
         gqa = heads != kv_heads
-        if Q:
-            q_suffix = padded(q)[:, :, P:]
-            out = F.scaled_dot_product_attention(q_suffix, padded(k), padded(v), attn_mask=allowed,
+        if Q:  # one split per tensor (its backward is one cat), not a slice per use (a zero fill and a copy each)
+            (q_shared, q_suffix), (k_shared, k_suffix), (v_shared, v_suffix) = (t.split([Q, N - Q]) for t in (q, k, v))
+            if allowed.dtype == torch.bool:  # the additive mask attention would build from it in every layer
+                allowed = torch.where(allowed, 0.0, float("-inf")).to(q.dtype)
+            out = F.scaled_dot_product_attention(padded(q_suffix), padded(k_suffix, k_shared),
+                                                 padded(v_suffix, v_shared), attn_mask=allowed,
                                                  scale=attn.scaling, enable_gqa=gqa)
             out = out.transpose(1, 2).reshape(B * S, heads * hd).index_select(0, rows)
             # Each shared prompt sees itself only (real vectors first: a causal mask keeps padding out of them).
-            own = F.scaled_dot_product_attention(per_prompt(q), per_prompt(k), per_prompt(v), is_causal=True,
-                                                 scale=attn.scaling, enable_gqa=gqa)
+            own = F.scaled_dot_product_attention(per_prompt(q_shared), per_prompt(k_shared), per_prompt(v_shared),
+                                                 is_causal=True, scale=attn.scaling, enable_gqa=gqa)
             out = torch.cat([own.transpose(1, 2).reshape(Q, heads * hd), out], dim=0)
         else:
             out = F.scaled_dot_product_attention(padded(q), padded(k), padded(v), is_causal=True,
