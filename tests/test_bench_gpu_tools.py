@@ -18,7 +18,7 @@ import store_timeline  # noqa: E402
 def test_bench_packing_times_each_group_size(tmp_path):
     command = [sys.executable, str(REPO / "benchmarks" / "bench_packing.py"), "--device", "cpu", "--dtype", "fp32",
                "--shapes", "t5-small", "--packs", "1,2", "--batch-size", "2", "--max-input-tokens", "16",
-               "--steps", "1", "--warmup", "1", "--eval-examples", "2", "--out", str(tmp_path)]
+               "--steps", "1", "--warmup", "1", "--eval-examples", "2", "--count-ops", "--out", str(tmp_path)]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-4000:]
     rows = json.loads((tmp_path / "bench_packing.json").read_text())["rows"]
@@ -31,6 +31,10 @@ def test_bench_packing_times_each_group_size(tmp_path):
     assert 2 * 2 <= one["tokens_per_step"] <= 2 * 20 and 1.5 <= two["tokens_per_step"] / one["tokens_per_step"] <= 2.5
     assert two["eval_examples"] == 2 * one["eval_examples"] == 4
     assert "t5-small" in done.stdout.splitlines()[-2] and "wrote" in done.stdout.splitlines()[-1]
+    # A second run in the group adds its AdamW step and its own prompt's operators, not a second backbone pass.
+    assert 0 < one["views_per_step"] < one["operators_per_step"] < two["operators_per_step"]
+    assert two["operators_per_step"] < 1.5 * one["operators_per_step"]
+    assert f"{one['operators_per_step']} ops/step" in done.stdout
 
 
 def test_paper_hours_are_examples_over_rates(tmp_path):
