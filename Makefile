@@ -6,6 +6,9 @@ PY          := $(VENV)/bin/python
 PROFILE     ?= quick
 # Runs trained together per step (docs/SPEED.md, "Packing"): empty = automatic (8 on CUDA, alone on CPU), 1 = off.
 PACK        ?=
+# Only these notebooks' runs and renders (names or numbers, space-separated; e.g. NOTEBOOKS="01_method"): empty = all.
+NOTEBOOKS   ?=
+ONLY        := $(foreach notebook,$(NOTEBOOKS),--notebook $(notebook))
 STAMP       := $(VENV)/.installed-stamp
 
 # Offline by default: without these, a hub call on a machine without network retries ~23 s before failing.
@@ -39,20 +42,20 @@ test: install
 # Trains every run of the profile into results/$(PROFILE)/ (resuming what an earlier call left), compares each
 # with the committed reference in results/$(PROFILE)/reference/, then renders tables, figures and notebooks.
 reproduce: install
-	$(PY) -m superpos reproduce --profile $(PROFILE) $(if $(PACK),--pack $(PACK))
+	$(PY) -m superpos reproduce --profile $(PROFILE) $(ONLY) $(if $(PACK),--pack $(PACK))
 
 # Renders tables, figures and notebooks from the committed reference alone: nothing trains.
 report: install
-	$(PY) -m superpos reproduce --profile $(PROFILE) --from-reference
+	$(PY) -m superpos reproduce --profile $(PROFILE) $(ONLY) --from-reference
 
 # Like reproduce, then makes the fresh runs the committed reference (on purpose, after a change of results).
 reference: install
-	$(PY) -m superpos reproduce --profile $(PROFILE) --accept $(if $(PACK),--pack $(PACK))
+	$(PY) -m superpos reproduce --profile $(PROFILE) $(ONLY) --accept $(if $(PACK),--pack $(PACK))
 
 # Trains only the runs the committed reference lacks and adds each finished one to it (Ctrl-C keeps what
 # finished); renders from it once it holds every run. For references built over several sittings (cpu, offline).
 extend: install
-	$(PY) -m superpos reproduce --profile $(PROFILE) --extend $(if $(PACK),--pack $(PACK))
+	$(PY) -m superpos reproduce --profile $(PROFILE) $(ONLY) --extend $(if $(PACK),--pack $(PACK))
 
 bench: install
 	$(PY) benchmarks/bench_training.py
