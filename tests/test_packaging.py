@@ -57,3 +57,20 @@ def test_installed_without_editable_mode_writes_results_under_the_working_direct
     assert out[0].startswith(str(target)) and out[1] == "False"
     assert out[2] == str(work / "results") and out[3] == str(work / "results" / "quick")
     assert "source repository" in out[4]
+
+
+def test_make_targets_pass_profile_pack_and_notebooks_to_the_cli():
+    import shutil
+    import subprocess
+
+    import pytest
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    for target, flag in (("reproduce", ""), ("report", "--from-reference"), ("reference", "--accept"),
+                         ("extend", "--extend")):
+        dry = subprocess.run(["make", "-n", "-o", ".venv/.installed-stamp", target, "PROFILE=cpu", "PACK=4",
+                              "NOTEBOOKS=01_method 05"], cwd=REPO, capture_output=True, text=True, check=True)
+        command = dry.stdout.strip().splitlines()[-1]
+        assert "-m superpos reproduce --profile cpu --notebook 01_method --notebook 05" in command, command
+        assert flag in command and (("--pack 4" in command) == (target != "report")), command
