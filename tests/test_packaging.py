@@ -67,10 +67,12 @@ def test_make_targets_pass_profile_pack_and_notebooks_to_the_cli():
 
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
+    alone = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}  # under `make test`
     for target, flag in (("reproduce", ""), ("report", "--from-reference"), ("reference", "--accept"),
                          ("extend", "--extend")):
-        dry = subprocess.run(["make", "-n", "-o", ".venv/.installed-stamp", target, "PROFILE=cpu", "PACK=4",
-                              "NOTEBOOKS=01_method 05"], cwd=REPO, capture_output=True, text=True, check=True)
-        command = dry.stdout.strip().splitlines()[-1]
+        dry = subprocess.run(["make", "-n", "--no-print-directory", "-o", ".venv/.installed-stamp", target,
+                              "PROFILE=cpu", "PACK=4", "NOTEBOOKS=01_method 05"],
+                             cwd=REPO, env=alone, capture_output=True, text=True, check=True)
+        command = next(line for line in dry.stdout.splitlines() if "-m superpos" in line)
         assert "-m superpos reproduce --profile cpu --notebook 01_method --notebook 05" in command, command
         assert flag in command and (("--pack 4" in command) == (target != "report")), command
