@@ -376,6 +376,7 @@ def test_ctrl_c_in_a_grid_names_the_finished_runs(store):
     """Every finished run of the grid counts, those after the interrupted one in its order too."""
     configs = [RunConfig(**{**TINY, "seed": seed}).resolved() for seed in (0, 1, 2)]
     results = ResultsStore(store)
+
     def done(config):
         return {"hash": config.run_hash(), "config": config.to_dict(), "status": "done", "best": {}}
 
