@@ -322,6 +322,12 @@ def kernel_manager_logging_to(log):
 
         start_kernel = _async_start_kernel
 
+        def __del__(self):
+            # Collected after a Ctrl-C, when its sockets are half gone, jupyter_client's own __del__ can raise
+            # ("Exception ignored in ... TraitError" on the terminal); there is nothing left to close then.
+            with contextlib.suppress(Exception):
+                super().__del__()
+
     return LoggingKernelManager
 
 

@@ -22,6 +22,7 @@ TINY = dict(backbone="tiny-llama", task="bbc-topic", max_steps=2, batch_size=4, 
 # ----------------------------------------------------------------------------- precision
 def test_auto_picks_bf16_only_where_the_cpu_runs_it_natively(monkeypatch):
     cpu = torch.device("cpu")
+    monkeypatch.delenv(precision.AUTO_DTYPE_VARIABLE, raising=False)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
     dtype, reason = precision.resolve_precision("auto", cpu)
@@ -34,6 +35,21 @@ def test_auto_picks_bf16_only_where_the_cpu_runs_it_natively(monkeypatch):
     assert precision.resolve_precision("fp32", cpu) == ("fp32", "asked for explicitly")
     with pytest.raises(ValueError, match="dtype"):
         precision.resolve_precision("fp8", cpu)
+
+
+def test_the_environment_can_say_what_auto_means_and_a_run_keeps_its_hash(monkeypatch, tmp_path):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    monkeypatch.setenv(precision.AUTO_DTYPE_VARIABLE, "fp32")
+    assert precision.resolve_precision("auto", cpu) == ("fp32", "auto: SUPERPOS_AUTO_DTYPE=fp32")
+    assert precision.resolve_precision("bf16", cpu)[0] == "bf16"  # only auto follows it
+    config = RunConfig(**TINY)
+    record = run(config, ResultsStore(tmp_path), progress=False)
+    assert record["hash"] == config.run_hash() == RunConfig(**TINY, dtype="auto").run_hash()
+    assert record["precision"]["dtype"] == "fp32" and "SUPERPOS_AUTO_DTYPE" in record["precision"]["reason"]
+    monkeypatch.setenv(precision.AUTO_DTYPE_VARIABLE, "fp8")
+    with pytest.raises(ValueError, match="SUPERPOS_AUTO_DTYPE: must be one of fp32, bf16, fp16 or unset"):
+        precision.resolve_precision("auto", cpu)
 
 
 def test_run_config_defaults_to_auto_and_rejects_unknown_dtypes():

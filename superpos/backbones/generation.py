@@ -5,8 +5,14 @@ import contextlib
 from typing import Callable
 
 import torch
+from transformers.modeling_outputs import BaseModelOutputWithPast
 
 from .batch import Batch, PromptMethod, _pack, _positions
+
+
+# The KV cache's name in model calls and outputs: later transformers 5.x renamed `past_key_values` to `cache`
+# (the old name still works there, with a warning on every call).
+_CACHE = "cache" if "cache" in BaseModelOutputWithPast.__dataclass_fields__ else "past_key_values"
 
 
 class Generation:
@@ -83,8 +89,8 @@ class Generation:
             if previous is None:
                 previous = torch.full((embeds.shape[0],), start, dtype=torch.long, device=embeds.device)
             out = self.model(encoder_outputs=encoder_outputs, attention_mask=mask,
-                             decoder_input_ids=previous[:, None], past_key_values=state["past"], use_cache=True)
-            state["past"] = out.past_key_values
+                             decoder_input_ids=previous[:, None], use_cache=True, **{_CACHE: state["past"]})
+            state["past"] = getattr(out, _CACHE)
             return out.logits[:, -1].float()
         return step
 
@@ -101,7 +107,7 @@ class Generation:
                 state["positions"] = state["positions"][:, -1:] + 1
                 inputs = {"input_ids": previous[:, None]}
             out = self.model.base_model(**inputs, attention_mask=state["mask"], position_ids=state["positions"],
-                                        past_key_values=state["past"], use_cache=True)
-            state["past"] = out.past_key_values
+                                        use_cache=True, **{_CACHE: state["past"]})
+            state["past"] = getattr(out, _CACHE)
             return self._lm_head(out.last_hidden_state[:, -1]).float()
         return step

@@ -13,10 +13,17 @@ Full fine-tuning trains the backbone itself, so its weights stay float32 and bf1
 """
 from __future__ import annotations
 
+import os
+
 import torch
 
 #: ``RunConfig.dtype`` values. ``auto`` resolves per machine with :func:`resolve_precision`.
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+#: Environment variable that sets what ``auto`` resolves to, instead of the probe: to extend or check a reference
+#: made on another kind of machine (e.g. ``fp32`` on a CPU with bf16 units, for a reference made without them).
+#: ``auto`` keeps a run's hash, so such runs are the reference's runs; the record names the variable.
+AUTO_DTYPE_VARIABLE = "SUPERPOS_AUTO_DTYPE"
 
 
 def native_bf16(device: torch.device) -> tuple[bool, str]:
@@ -41,5 +48,11 @@ def resolve_precision(requested: str, device: torch.device) -> tuple[str, str]:
         raise ValueError(f"dtype: must be one of {', '.join(PRECISIONS)}, got {requested!r}")
     if requested != "auto":
         return requested, "asked for explicitly"
+    forced = os.environ.get(AUTO_DTYPE_VARIABLE, "")
+    if forced:
+        if forced not in PRECISIONS[1:]:
+            raise ValueError(f"{AUTO_DTYPE_VARIABLE}: must be one of {', '.join(PRECISIONS[1:])} or unset, "
+                             f"got {forced!r}")
+        return forced, f"auto: {AUTO_DTYPE_VARIABLE}={forced}"
     supported, why = native_bf16(device)
     return ("bf16" if supported else "fp32"), f"auto: {why}"
