@@ -128,6 +128,12 @@ def test_summary_line_counts_each_verdict():
     frame = pd.DataFrame({"verdict": ["identical"] * 3 + ["within tolerance", "different", "no reference"]})
     assert summary_line(frame) == ("reproduced 4/6 runs: 3 identical, 1 within tolerance, 1 different "
                                    "(1 no reference)")
+    frame["precision"] = ["fp32"] * 4 + ["bf16", "bf16"]
+    frame["reference_precision"] = ["fp32"] * 5 + [None]
+    assert summary_line(frame) == ("reproduced 4/6 runs: 3 identical, 1 within tolerance, 1 different "
+                                   "(1 no reference; 1 ran in bf16 against a reference in fp32: another precision "
+                                   "gives another sample of a run, not its copy; SUPERPOS_AUTO_DTYPE=fp32 reruns in "
+                                   "the reference's)")
 
 
 # ----------------------------------------------------------------------------- the cycle
