@@ -109,7 +109,7 @@ def compare_with_reference(profile: str, records: list[dict]) -> str:
     numbers = comparison.copy()
     for column in numbers.columns:
         if column.startswith(("score", "lenient", "invalid", "final", "reference_", "delta_")) and \
-                not column.endswith("precision"):
+                not column.endswith(("precision", "device")):
             numbers[column] = [rounded(v, 4 if "loss" in column else 2) for v in numbers[column]]
     shown = numbers[["run", "verdict"]].copy()
     for key, title in (("score", "strict"), ("lenient_score", "lenient"), ("invalid_rate", "invalid %"),

@@ -134,6 +134,13 @@ def test_summary_line_counts_each_verdict():
                                    "(1 no reference; 1 ran in bf16 against a reference in fp32: another precision "
                                    "gives another sample of a run, not its copy; SUPERPOS_AUTO_DTYPE=fp32 reruns in "
                                    "the reference's)")
+    frame["precision"] = ["fp32"] * 6
+    frame["device"] = ["cpu (x86_64, AVX512 kernels, 2 threads)"] * 6
+    frame["reference_device"] = ["cpu (x86_64, AVX2 kernels, 2 threads)"] * 2 + ["cpu (x86_64, 2 threads)"] * 4
+    assert summary_line(frame).endswith("(1 no reference; 2 ran on another machine kind than the reference "
+                                        "(cpu (x86_64, AVX512 kernels, 2 threads) against cpu (x86_64, AVX2 "
+                                        "kernels, 2 threads)): its rounding gives another sample of a run, not "
+                                        "its copy)")
 
 
 # ----------------------------------------------------------------------------- the cycle

@@ -17,7 +17,8 @@ profile, runs in bf16 against an fp32 reference (16 runs) and fp32 runs on an AV
 made on an AVX2 CPU (6 runs) part within a few steps and end as far apart as two seeds: every run "different",
 while mean lenient scores and final losses stay close (docs/SPEED.md, section 0). So a run is compared run for
 run only on the machine kind and precision of its reference; elsewhere the comparison says how far the sample
-moved, and the summary line names a precision that differs.
+moved, and the summary line names a precision or a machine kind (records name their CPU kernels) that
+differs.
 """
 from __future__ import annotations
 
@@ -74,6 +75,8 @@ def compare_record(fresh: dict, reference: dict | None) -> dict:
                 worst = worst or key
     row["precision"] = (fresh.get("precision") or {}).get("dtype")
     row["reference_precision"] = ((reference or {}).get("precision") or {}).get("dtype")
+    row["device"] = (fresh.get("provenance") or {}).get("device")
+    row["reference_device"] = ((reference or {}).get("provenance") or {}).get("device")
     if fresh.get("status") != "done":
         row["verdict"], row["detail"] = "failed", str(fresh.get("reason") or "")
     elif reference is None or reference.get("status") != "done":
@@ -103,15 +106,26 @@ def summary_line(comparison: pd.DataFrame) -> str:
     line = (f"reproduced {matched}/{len(comparison)} runs: {counts.get('identical', 0)} identical, "
             f"{counts.get('within tolerance', 0)} within tolerance, {counts.get('different', 0)} different")
     extra = [", ".join(f"{counts[v]} {v}" for v in ("no reference", "failed") if counts.get(v))]
-    if {"precision", "reference_precision"} <= set(comparison.columns):
-        pairs = [(a, b) for a, b in zip(comparison["precision"], comparison["reference_precision"])
-                 if isinstance(a, str) and isinstance(b, str) and a != b]
-        if pairs:  # the tolerance is for rounding within one precision; across precisions runs part early
-            ours, theirs = (", ".join(sorted({pair[i] for pair in pairs})) for i in (0, 1))
-            extra.append(f"{len(pairs)} ran in {ours} against a reference in {theirs}: another precision gives another "
-                         f"sample of a run, not its copy; SUPERPOS_AUTO_DTYPE={theirs} reruns in the reference's")
+    # The tolerance is for rounding on one kind of machine in one precision; across them runs part early.
+    precisions = _differing(comparison, "precision")
+    if precisions:
+        ours, theirs = (", ".join(sorted({pair[i] for pair in precisions})) for i in (0, 1))
+        extra.append(f"{len(precisions)} ran in {ours} against a reference in {theirs}: another precision gives "
+                     f"another sample of a run, not its copy; SUPERPOS_AUTO_DTYPE={theirs} reruns in the reference's")
+    machines = [pair for pair in _differing(comparison, "device") if all(" kernels" in side for side in pair)]
+    if machines:
+        extra.append(f"{len(machines)} ran on another machine kind than the reference ({machines[0][0]} against "
+                     f"{machines[0][1]}): its rounding gives another sample of a run, not its copy")
     extra = [part for part in extra if part]
     return line + (f" ({'; '.join(extra)})" if extra else "")
+
+
+def _differing(comparison: pd.DataFrame, key: str) -> list[tuple[str, str]]:
+    """``(fresh, reference)`` values of column ``key`` in the rows where both are known and differ."""
+    if not {key, f"reference_{key}"} <= set(comparison.columns):
+        return []
+    return [(a, b) for a, b in zip(comparison[key], comparison[f"reference_{key}"])
+            if isinstance(a, str) and isinstance(b, str) and a != b]
 
 
 def rounded(value, digits: int = 2):

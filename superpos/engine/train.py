@@ -657,4 +657,6 @@ def optimizer_problem(saved: Any, optimizer: torch.optim.Optimizer) -> str | Non
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    # The kernel set (AVX2, AVX512, ...) is named: runs on another one round otherwise and part (docs/SPEED.md, §0).
+    kernels = torch.backends.cpu.get_cpu_capability()
+    return f"cpu ({platform.processor() or platform.machine()}, {kernels} kernels, {torch.get_num_threads()} threads)"
