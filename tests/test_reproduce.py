@@ -141,6 +141,9 @@ def test_summary_line_counts_each_verdict():
                                         "(cpu (x86_64, AVX512 kernels, 2 threads) against cpu (x86_64, AVX2 "
                                         "kernels, 2 threads)): its rounding gives another sample of a run, not "
                                         "its copy)")
+    frame["score"], frame["reference_score"] = [50.0] * 5 + [90.0], [40.0] * 5 + [None]  # the last: no reference
+    assert summary_line(frame).endswith("its copy; means over the runs, fresh against reference: strict 50.0 "
+                                        "against 40.0)")
 
 
 # ----------------------------------------------------------------------------- the cycle

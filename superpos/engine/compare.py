@@ -116,6 +116,15 @@ def summary_line(comparison: pd.DataFrame) -> str:
     if machines:
         extra.append(f"{len(machines)} ran on another machine kind than the reference ({machines[0][0]} against "
                      f"{machines[0][1]}): its rounding gives another sample of a run, not its copy")
+    if precisions or machines:  # then the runs are samples: their means are what can agree
+        means = []
+        for key, title in (("score", "strict"), ("lenient_score", "lenient")):
+            if {key, f"reference_{key}"} <= set(comparison.columns):
+                both = comparison[[key, f"reference_{key}"]].astype(float).dropna()  # runs with a reference
+                if len(both):
+                    means.append(f"{title} {both[key].mean():.1f} against {both[f'reference_{key}'].mean():.1f}")
+        if means:
+            extra.append(f"means over the runs, fresh against reference: {', '.join(means)}")
     extra = [part for part in extra if part]
     return line + (f" ({'; '.join(extra)})" if extra else "")
 
