@@ -105,7 +105,8 @@ def summary_line(comparison: pd.DataFrame) -> str:
     matched = counts.get("identical", 0) + counts.get("within tolerance", 0)
     line = (f"reproduced {matched}/{len(comparison)} runs: {counts.get('identical', 0)} identical, "
             f"{counts.get('within tolerance', 0)} within tolerance, {counts.get('different', 0)} different")
-    extra = [", ".join(f"{counts[v]} {v}" for v in ("no reference", "failed") if counts.get(v))]
+    counted = [f"{counts[v]} {v}" for v in ("no reference", "failed") if counts.get(v)]
+    extra = [", ".join(counted)] if counted else []
     # The tolerance is for rounding on one kind of machine in one precision; across them runs part early.
     precisions = _differing(comparison, "precision")
     if precisions:
@@ -125,7 +126,6 @@ def summary_line(comparison: pd.DataFrame) -> str:
                     means.append(f"{title} {both[key].mean():.1f} against {both[f'reference_{key}'].mean():.1f}")
         if means:
             extra.append(f"means over the runs, fresh against reference: {', '.join(means)}")
-    extra = [part for part in extra if part]
     return line + (f" ({'; '.join(extra)})" if extra else "")
 
 
