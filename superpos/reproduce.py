@@ -99,7 +99,7 @@ def train_profile(profile: str, names: list[str], *, progress: bool = True, pack
 def compare_with_reference(profile: str, records: list[dict]) -> str:
     """Step 2: compare fresh ``records`` with the reference; write the table; return the summary line."""
     from .engine import ResultsStore
-    from .engine.compare import TOLERANCE, compare_runs, rounded, summary_line
+    from .engine.compare import TOLERANCE, compare_runs, rounded, sample_spread, summary_line
     from .engine.frame import records_frame
     from .report import caption, publish_table
 
@@ -120,7 +120,8 @@ def compare_with_reference(profile: str, records: list[dict]) -> str:
     tolerance = ", ".join(f"{k} ±{v:g}{' (relative)' if k == 'final_loss' else ' points'}" for k, v in TOLERANCE.items())
     frame = records_frame(records)
     publish_table(shown, "reproduction", profile, data=numbers, title=f"Reproduction of the {profile} reference: {line}",
-                  caption=caption(profile, frame, f"Fresh runs against {_shown(reference.root)}; tolerance: {tolerance}"))
+                  caption=caption(profile, frame, f"Fresh runs against {_shown(reference.root)}; tolerance: {tolerance}"
+                                  + sample_spread(comparison)))
     return line
 
 

@@ -110,3 +110,48 @@ def test_rope_by_roll_is_llamas_rotary_embedding_bit_for_bit(dtype):
     ours_grad, = torch.autograd.grad((ours * weights).sum(), x)
     theirs_grad, = torch.autograd.grad((theirs * weights).sum(), x)
     assert torch.equal(ours_grad, theirs_grad)
+
+
+@pytest.mark.parametrize("masking", ["causal", "shared mask", "per-row mask", "per-head mask"])
+def test_attention_by_matmuls_is_scaled_dot_product_attention(masking):
+    """The matmul attention (taken on CPU for every type but float32; float64 here, so that only the formula
+    can differ) equals ``F.scaled_dot_product_attention`` with ``enable_gqa``: value and input gradients."""
+    generator = torch.Generator().manual_seed(0)
+    B, H, kv_heads, Sq, Sk, hd = 2, 6, 2, 5, 5 if masking == "causal" else 8, 4
+
+    def rand(*shape):
+        return torch.randn(*shape, generator=generator, dtype=torch.float64).requires_grad_(True)
+
+    q, k, v = rand(B, H, Sq, hd), rand(B, kv_heads, Sk, hd), rand(B, kv_heads, Sk, hd)
+    shape = {"causal": None, "shared mask": (Sq, Sk), "per-row mask": (B, 1, Sq, Sk),
+             "per-head mask": (B, H, Sq, Sk)}[masking]
+    mask = None
+    if shape is not None:  # every query keeps its first key: no row is masked out entirely
+        allowed = torch.rand(*shape, generator=generator) < 0.6
+        allowed[..., 0] = True
+        mask = torch.where(allowed, 0.0, float("-inf")).double()
+    ours = fast.attention(q, k, v, mask=mask, causal=masking == "causal", scale=0.3)
+    theirs = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=masking == "causal",
+                                                              scale=0.3, enable_gqa=True)
+    assert ours.shape == (B, H, Sq, hd) and torch.allclose(ours, theirs, atol=1e-12)
+    weights = torch.randn(ours.shape, generator=generator, dtype=torch.float64)
+    for a, b in zip(torch.autograd.grad((ours * weights).sum(), (q, k, v)),
+                    torch.autograd.grad((theirs * weights).sum(), (q, k, v))):
+        assert torch.allclose(a, b, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["simple", "per-example"])
+def test_fast_loss_in_bf16_agrees_with_the_hugging_face_path(kind):
+    """In bf16 on a CPU the fast path attends by matmuls; the Hugging Face path by its own attention. Both in
+    bf16: the losses agree to bf16 rounding, and the prompt gradients point the same way."""
+    backbone = load_backbone("tiny-llama", dtype="bf16")
+    method = build_method({"method": "simple"}, backbone, seed=0)
+    if kind == "per-example":
+        method = PerExample(method)
+    batch = backbone.encode(INPUTS, TARGETS, max_input_tokens=16, max_target_tokens=4)
+    slow_loss, slow_grads = loss_and_grads(backbone, batch, method, use_fast=False)
+    fast_loss, fast_grads = loss_and_grads(backbone, batch, method, use_fast=True)
+    assert fast_loss.item() == pytest.approx(slow_loss.item(), rel=2e-2)
+    for slow, quick in zip(slow_grads, fast_grads):
+        cosine = torch.nn.functional.cosine_similarity(slow.float().flatten(), quick.float().flatten(), dim=0)
+        assert cosine > 0.99

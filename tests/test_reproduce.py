@@ -11,7 +11,7 @@ import torch
 from superpos.backbones import precision
 from superpos.engine import ResultsStore, RunConfig, run
 from superpos.engine import config as run_config
-from superpos.engine.compare import TOLERANCE, compare_record, summary_line
+from superpos.engine.compare import TOLERANCE, compare_record, compare_samples, sample_spread, summary_line
 from superpos import profiles
 
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TQDM_DISABLE": "1"}
@@ -142,8 +142,35 @@ def test_summary_line_counts_each_verdict():
                                         "kernels, 2 threads)): its rounding gives another sample of a run, not "
                                         "its copy)")
     frame["score"], frame["reference_score"] = [50.0] * 5 + [90.0], [40.0] * 5 + [None]  # the last: no reference
-    assert summary_line(frame).endswith("its copy; means over the runs, fresh against reference: strict 50.0 "
-                                        "against 40.0)")
+    assert summary_line(frame).endswith("its copy; as a sample of 5 paired runs, means fresh against reference: "
+                                        "strict 50.0 against 40.0 (difference +10.0, 95% CI +10.0 to +10.0: "
+                                        "shifted))")
+    frame["verdict"] = ["identical"] * 5 + ["no reference"]  # no run different: nothing to judge as a sample
+    assert "as a sample" not in summary_line(frame)
+
+
+def test_runs_judged_as_a_sample_by_the_mean_paired_difference():
+    import pandas as pd
+
+    # Differences 1, 2, 3: mean 2, sd 1, t(0.975, 2 df) = 4.3027, half-width 4.3027 / sqrt(3) = 2.4841.
+    frame = pd.DataFrame({"setting": ["a", "a", "a", "b"], "verdict": ["different"] * 4,
+                          "score": [41.0, 52.0, 73.0, 90.0], "reference_score": [40.0, 50.0, 70.0, None]})
+    samples = compare_samples(frame)
+    row = samples.loc["score"]
+    assert row["n"] == 3 and row["fresh_mean"] == pytest.approx(55.333, abs=1e-3)
+    assert row["mean_difference"] == pytest.approx(2.0)
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((2 - 2.4841, 2 + 2.4841), abs=1e-4)
+    assert row["verdict"] == "consistent" and row["median_abs_difference"] == 2.0
+    assert row["seed_median_abs_difference"] == 20.0  # reference seeds of setting a: |10|, |30|, |20|
+    frame["score"] = [42.0, 53.0, 74.0, 90.0]  # differences 2, 3, 4: interval 0.516 .. 5.484 misses 0
+    assert compare_samples(frame).loc["score", "verdict"] == "shifted"
+    assert "strict 56.3 against 53.3 (difference +3.0, 95% CI +0.5 to +5.5: shifted)" in summary_line(frame)
+    assert sample_spread(frame) == ("; median |fresh - reference| per run: strict 3.0 (between two seeds of one "
+                                    "setting in the reference: strict 20.0)")
+    assert sample_spread(frame.assign(verdict="identical")) == ""
+    two = frame.iloc[:2]
+    assert compare_samples(two).loc["score", "verdict"] == "too few runs"
+    assert "as a sample" not in summary_line(two)
 
 
 # ----------------------------------------------------------------------------- the cycle

@@ -18,6 +18,10 @@ the prompt gradients agree with the Hugging Face path to float32 rounding; ``tes
    (``V x d``, the largest matrix of a small model) runs only there too.
 4. **No weight gradients** anywhere (the backbone is frozen, ``requires_grad=False``), as in the
    Hugging Face path.
+5. **Attention as two matmuls in bf16 on a CPU** (:func:`attention`): PyTorch's CPU flash-attention kernel is
+   slow in bf16, its backward above all (a quarter of a SmolLM2 step in a profile); scores, an fp32 softmax and
+   the mixing as batched matmuls are several times faster at these lengths. Everywhere else (fp32, CUDA) the
+   fused ``scaled_dot_product_attention`` runs, so fp32 runs stay bit for bit what they were.
 
 Used by ``Backbone.loss`` when :func:`supported` says yes: a Llama architecture and no dropout acting in
 the frozen network (dropout hooks live on modules this path does not call).
@@ -71,6 +75,41 @@ def _rope(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch
     where slicing, negating and concatenating take five kernels, ten in the backward, per call.
     """
     return x * cos[:, None, :] + x.roll(x.shape[-1] // 2, dims=-1) * signed_sin[:, None, :]
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, mask: torch.Tensor | None = None,
+              causal: bool = False, scale: float) -> torch.Tensor:
+    """softmax(q k^T * scale + mask) v for ``q [B, H, Sq, hd]``, ``k, v [B, Hkv, Sk, hd]`` (H a multiple of Hkv:
+    query head i reads key/value head i // (H / Hkv), as ``enable_gqa``); ``mask`` additive, broadcastable to
+    ``[B, H, Sq, Sk]``, or ``causal`` (Sq = Sk). Returns ``[B, H, Sq, hd]``.
+
+    bf16/fp16 on a CPU: two batched matmuls around a float32 softmax, the query heads of one key/value head
+    stacked into one matmul (no repeated keys). Elsewhere: ``F.scaled_dot_product_attention``. The two agree to
+    float rounding (tests/test_fast_path.py)."""
+    if q.device.type != "cpu" or q.dtype == torch.float32:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, scale=scale,
+                                              enable_gqa=q.shape[1] != k.shape[1])
+    return matmul_attention(q, k, v, mask=mask, causal=causal, scale=scale)
+
+
+def matmul_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, mask: torch.Tensor | None = None,
+                     causal: bool = False, scale: float) -> torch.Tensor:
+    """:func:`attention` by two batched matmuls around a softmax in float32 (or wider), whatever the device."""
+    B, H, Sq, hd = q.shape
+    kv_heads, Sk = k.shape[1], k.shape[2]
+    group = H // kv_heads
+    scores = torch.matmul(q.reshape(B, kv_heads, group * Sq, hd), k.transpose(-1, -2))
+    softmax_dtype = torch.promote_types(q.dtype, torch.float32)          # at least float32
+    scores = scores.view(B, kv_heads, group, Sq, Sk).to(softmax_dtype) * scale  # [B, Hkv, group, Sq, Sk]
+    if causal:
+        mask = torch.ones(Sq, Sk, dtype=torch.bool, device=q.device).tril(Sk - Sq)
+        mask = torch.where(mask, 0.0, float("-inf"))
+    if mask is not None:
+        if mask.dim() == 4:  # [B or 1, H or 1, Sq, Sk] -> [B or 1, Hkv or 1, group or 1, Sq, Sk]
+            mask = mask[:, :, None] if mask.shape[1] == 1 else mask.unflatten(1, (kv_heads, group))
+        scores = scores + mask
+    weights = torch.softmax(scores, dim=-1).to(q.dtype).view(B, kv_heads, group * Sq, Sk)
+    return torch.matmul(weights, v).view(B, H, Sq, hd)
 
 
 def causal_loss(backbone, prompt: torch.Tensor, embeds: torch.Tensor, attention_mask: torch.Tensor,
@@ -195,22 +234,19 @@ def causal_target_logits(backbone, prompt: torch.Tensor, embeds: torch.Tensor, a
         q = _rope(attn.q_proj(h).view(N, heads, hd), cos, sin)
         k = _rope(attn.k_proj(h).view(N, kv_heads, hd), cos, sin)
         v = attn.v_proj(h).view(N, kv_heads, hd)
-        gqa = heads != kv_heads
         if Q:  # one split per tensor (its backward is one cat), not a slice per use (a zero fill and a copy each)
             (q_shared, q_suffix), (k_shared, k_suffix), (v_shared, v_suffix) = (t.split([Q, N - Q]) for t in (q, k, v))
             if allowed.dtype == torch.bool:  # the additive mask attention would build from it in every layer
                 allowed = torch.where(allowed, 0.0, float("-inf")).to(q.dtype)
-            out = F.scaled_dot_product_attention(padded(q_suffix), padded(k_suffix, k_shared),
-                                                 padded(v_suffix, v_shared), attn_mask=allowed,
-                                                 scale=attn.scaling, enable_gqa=gqa)
+            out = attention(padded(q_suffix), padded(k_suffix, k_shared), padded(v_suffix, v_shared), mask=allowed,
+                            scale=attn.scaling)
             out = out.transpose(1, 2).reshape(B * S, heads * hd).index_select(0, rows)
             # Each shared prompt sees itself only (real vectors first: a causal mask keeps padding out of them).
-            own = F.scaled_dot_product_attention(per_prompt(q_shared), per_prompt(k_shared), per_prompt(v_shared),
-                                                 is_causal=True, scale=attn.scaling, enable_gqa=gqa)
+            own = attention(per_prompt(q_shared), per_prompt(k_shared), per_prompt(v_shared), causal=True,
+                            scale=attn.scaling)
             out = torch.cat([own.transpose(1, 2).reshape(Q, heads * hd), out], dim=0)
         else:
-            out = F.scaled_dot_product_attention(padded(q), padded(k), padded(v), is_causal=True,
-                                                 scale=attn.scaling, enable_gqa=gqa)
+            out = attention(padded(q), padded(k), padded(v), causal=True, scale=attn.scaling)
             out = out.transpose(1, 2).reshape(B * S, heads * hd).index_select(0, rows)
         if index == last:  # nothing after the last layer reads the other positions
             x, out = x.index_select(0, head_rows), out.index_select(0, head_rows)

@@ -16,9 +16,10 @@ Another precision or another CPU's kernels are not rounding noise at these budge
 profile, runs in bf16 against an fp32 reference (16 runs) and fp32 runs on an AVX-512 CPU against a reference
 made on an AVX2 CPU (6 runs) part within a few steps and end as far apart as two seeds: every run "different",
 while mean lenient scores and final losses stay close (docs/SPEED.md, section 0). So a run is compared run for
-run only on the machine kind and precision of its reference; elsewhere the comparison says how far the sample
-moved, and the summary line names a precision or a machine kind (records name their CPU kernels) that
-differs.
+run only on the machine kind and precision of its reference. Elsewhere the runs are judged as a sample
+(:func:`compare_samples`): paired with their references run by run, is the mean difference of the scores
+consistent with zero? The summary line gives that verdict whenever a run is *different*, and names a precision
+or a machine kind (records name their CPU kernels) that differs.
 """
 from __future__ import annotations
 
@@ -26,12 +27,16 @@ import math
 from typing import Iterable
 
 import pandas as pd
+from scipy import stats
 
 #: Largest difference still called a reproduction. Scores are in points (0-100): 3 points is 2-4 examples of
 #: a 64-100-example evaluation, well under the spread between seeds of one setting (the README's "Results at a
 #: glance" gives the measured spread). The final training loss may move by 5 % of its value.
 TOLERANCE = {"score": 3.0, "lenient_score": 3.0, "invalid_rate": 3.0, "final_loss": 0.05}
 VERDICTS = ("identical", "within tolerance", "different", "no reference", "failed")
+#: Confidence of the interval on the mean paired difference, and the fewest paired runs it is computed from
+#: (below 3 the Student t interval of a mean is too wide to say anything).
+CONFIDENCE, MIN_PAIRED = 0.95, 3
 
 
 def headline(record: dict) -> dict:
@@ -51,15 +56,17 @@ def _identical(fresh: dict, reference: dict) -> bool:
     return all(fresh.get(key) == reference.get(key) for key in ("history", "loss_curve", "best", "steps"))
 
 
-def _label(config: dict) -> str:
+def _setting(config: dict) -> str:
+    """The run's configuration without its seed: ``bbc-topic/simple init=vocab n_prompts=10 dropout=off``."""
     extra = "".join(f" {k}={v}" for k, v in sorted((config.get("method_config") or {}).items())
                     if k in ("m", "n_prompts", "softmax", "init", "fusion", "projection"))
-    return f"{config['task']}/{config['method']}{extra} dropout={'on' if config['dropout'] else 'off'} seed={config['seed']}"
+    return f"{config['task']}/{config['method']}{extra} dropout={'on' if config['dropout'] else 'off'}"
 
 
 def compare_record(fresh: dict, reference: dict | None) -> dict:
     """One row: the run, its verdict, and fresh/reference/difference of each :func:`headline` number."""
-    row = {"hash": fresh["hash"], "run": _label(fresh["config"])}
+    setting = _setting(fresh["config"])
+    row = {"hash": fresh["hash"], "run": f"{setting} seed={fresh['config']['seed']}", "setting": setting}
     ours = headline(fresh)
     theirs = headline(reference) if reference is not None else {}
     worst = None
@@ -117,16 +124,77 @@ def summary_line(comparison: pd.DataFrame) -> str:
     if machines:
         extra.append(f"{len(machines)} ran on another machine kind than the reference ({machines[0][0]} against "
                      f"{machines[0][1]}): its rounding gives another sample of a run, not its copy")
-    if precisions or machines:  # then the runs are samples: their means are what can agree
-        means = []
-        for key, title in (("score", "strict"), ("lenient_score", "lenient")):
-            if {key, f"reference_{key}"} <= set(comparison.columns):
-                both = comparison[[key, f"reference_{key}"]].astype(float).dropna()  # runs with a reference
-                if len(both):
-                    means.append(f"{title} {both[key].mean():.1f} against {both[f'reference_{key}'].mean():.1f}")
-        if means:
-            extra.append(f"means over the runs, fresh against reference: {', '.join(means)}")
+    if counts.get("different"):  # then judge the runs as a sample: does their mean agree with the reference's?
+        samples = compare_samples(comparison)
+        judged = [f"{SAMPLE_TITLES[key]} {row.fresh_mean:.1f} against {row.reference_mean:.1f} (difference "
+                  f"{row.mean_difference:+.1f}, {CONFIDENCE:.0%} CI {row.ci_low:+.1f} to {row.ci_high:+.1f}: {row.verdict})"
+                  for key, row in samples.iterrows() if key in ("score", "lenient_score") and row.n >= MIN_PAIRED]
+        if judged:
+            extra.append(f"as a sample of {int(samples['n'].max())} paired runs, means fresh against reference: "
+                         f"{', '.join(judged)}")
     return line + (f" ({'; '.join(extra)})" if extra else "")
+
+
+SAMPLE_TITLES = {"score": "strict", "lenient_score": "lenient", "invalid_rate": "invalid %", "final_loss": "final loss"}
+
+
+def compare_samples(comparison: pd.DataFrame) -> pd.DataFrame:
+    """The fresh runs against their references as two samples of the same settings, for runs that are not
+    copies of their references (another precision or machine kind; see the module docstring).
+
+    For each :func:`headline` number, over the n runs that have it on both sides: the two means, the mean of the
+    paired differences d_i = fresh_i - reference_i with its Student t confidence interval
+    (mean(d) ± t_{n-1} sd(d) / sqrt(n)), the median per-run |d_i|, and, for scale, the median |a - b| over pairs
+    of seeds of one setting in the reference (the spread a rerun cannot be expected to beat). Verdict:
+    ``consistent`` when the interval holds 0, ``shifted`` when it does not, ``too few runs`` under
+    :data:`MIN_PAIRED` pairs. Returns one row per number, indexed by its key."""
+    rows = {}
+    for key in SAMPLE_TITLES:
+        if not {key, f"reference_{key}"} <= set(comparison.columns):
+            continue
+        both = comparison[[key, f"reference_{key}"]].astype(float).dropna()
+        n = len(both)
+        differences = both[key] - both[f"reference_{key}"]
+        row = {"n": n, "fresh_mean": both[key].mean(), "reference_mean": both[f"reference_{key}"].mean(),
+               "mean_difference": differences.mean(), "median_abs_difference": differences.abs().median(),
+               "seed_median_abs_difference": _seed_spread(comparison.loc[both.index], f"reference_{key}")}
+        if n >= MIN_PAIRED:
+            half = stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1) * differences.std(ddof=1) / math.sqrt(n)
+            row["ci_low"], row["ci_high"] = row["mean_difference"] - half, row["mean_difference"] + half
+            row["verdict"] = "consistent" if row["ci_low"] <= 0 <= row["ci_high"] else "shifted"
+        else:
+            row["ci_low"] = row["ci_high"] = math.nan
+            row["verdict"] = "too few runs"
+        rows[key] = row
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def sample_spread(comparison: pd.DataFrame) -> str:
+    """For a comparison with *different* runs, how far the runs moved against how far two seeds lie apart:
+    ``; median |fresh - reference| per run: strict 3.5, lenient 5.3 (between two seeds of one setting in the
+    reference: strict 6.0, lenient 7.1)``; empty otherwise."""
+    if "verdict" not in comparison.columns or not (comparison["verdict"] == "different").any():
+        return ""
+    samples = compare_samples(comparison)
+    shown = [key for key in ("score", "lenient_score") if key in samples.index and samples.loc[key, "n"]]
+    if not shown:
+        return ""
+    text = "; median |fresh - reference| per run: " + ", ".join(
+        f"{SAMPLE_TITLES[key]} {samples.loc[key, 'median_abs_difference']:.1f}" for key in shown)
+    seeds = [key for key in shown if not math.isnan(samples.loc[key, "seed_median_abs_difference"])]
+    if seeds:
+        text += " (between two seeds of one setting in the reference: " + ", ".join(
+            f"{SAMPLE_TITLES[key]} {samples.loc[key, 'seed_median_abs_difference']:.1f}" for key in seeds) + ")"
+    return text
+
+
+def _seed_spread(comparison: pd.DataFrame, column: str) -> float:
+    """Median |a - b| over the pairs of runs of one setting (seeds) in ``column``; NaN without such pairs."""
+    if "setting" not in comparison.columns:
+        return math.nan
+    gaps = [abs(a - b) for _, group in comparison.groupby("setting") for i, a in enumerate(group[column])
+            for b in list(group[column])[i + 1:]]
+    return float(pd.Series(gaps).median()) if gaps else math.nan
 
 
 def _differing(comparison: pd.DataFrame, key: str) -> list[tuple[str, str]]:
