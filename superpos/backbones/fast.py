@@ -18,10 +18,10 @@ the prompt gradients agree with the Hugging Face path to float32 rounding; ``tes
    (``V x d``, the largest matrix of a small model) runs only there too.
 4. **No weight gradients** anywhere (the backbone is frozen, ``requires_grad=False``), as in the
    Hugging Face path.
-5. **Attention as two matmuls in bf16 on a CPU** (:func:`attention`): PyTorch's CPU flash-attention kernel is
-   slow in bf16, its backward above all (a quarter of a SmolLM2 step in a profile); scores, an fp32 softmax and
-   the mixing as batched matmuls are several times faster at these lengths. Everywhere else (fp32, CUDA) the
-   fused ``scaled_dot_product_attention`` runs, so fp32 runs stay bit for bit what they were.
+5. **Attention in float32 in bf16 on a CPU** (:func:`attention`): PyTorch's fused CPU attention kernel is
+   slow in bf16, its backward above all (a quarter of a SmolLM2 step in a profile); the same kernel on the
+   inputs widened to float32 is faster and at least as accurate. Everywhere else (fp32, CUDA) nothing changes,
+   so fp32 runs stay bit for bit what they were.
 
 Used by ``Backbone.loss`` when :func:`supported` says yes: a Llama architecture and no dropout acting in
 the frozen network (dropout hooks live on modules this path does not call).
@@ -79,37 +79,19 @@ def _rope(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, mask: torch.Tensor | None = None,
               causal: bool = False, scale: float) -> torch.Tensor:
-    """softmax(q k^T * scale + mask) v for ``q [B, H, Sq, hd]``, ``k, v [B, Hkv, Sk, hd]`` (H a multiple of Hkv:
-    query head i reads key/value head i // (H / Hkv), as ``enable_gqa``); ``mask`` additive, broadcastable to
-    ``[B, H, Sq, Sk]``, or ``causal`` (Sq = Sk). Returns ``[B, H, Sq, hd]``.
+    """``F.scaled_dot_product_attention`` of ``q [B, H, Sq, hd]`` and ``k, v [B, Hkv, Sk, hd]`` (H a multiple of
+    Hkv: query head i reads key/value head i // (H / Hkv)), with an additive ``mask`` broadcastable to
+    ``[B, H, Sq, Sk]`` or ``causal``; returns ``[B, H, Sq, hd]`` in q's type.
 
-    bf16/fp16 on a CPU: two batched matmuls around a float32 softmax, the query heads of one key/value head
-    stacked into one matmul (no repeated keys). Elsewhere: ``F.scaled_dot_product_attention``. The two agree to
-    float rounding (tests/test_fast_path.py)."""
-    if q.device.type != "cpu" or q.dtype == torch.float32:
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, scale=scale,
-                                              enable_gqa=q.shape[1] != k.shape[1])
-    return matmul_attention(q, k, v, mask=mask, causal=causal, scale=scale)
-
-
-def matmul_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, mask: torch.Tensor | None = None,
-                     causal: bool = False, scale: float) -> torch.Tensor:
-    """:func:`attention` by two batched matmuls around a softmax in float32 (or wider), whatever the device."""
-    B, H, Sq, hd = q.shape
-    kv_heads, Sk = k.shape[1], k.shape[2]
-    group = H // kv_heads
-    scores = torch.matmul(q.reshape(B, kv_heads, group * Sq, hd), k.transpose(-1, -2))
-    softmax_dtype = torch.promote_types(q.dtype, torch.float32)          # at least float32
-    scores = scores.view(B, kv_heads, group, Sq, Sk).to(softmax_dtype) * scale  # [B, Hkv, group, Sq, Sk]
-    if causal:
-        mask = torch.ones(Sq, Sk, dtype=torch.bool, device=q.device).tril(Sk - Sq)
-        mask = torch.where(mask, 0.0, float("-inf"))
-    if mask is not None:
-        if mask.dim() == 4:  # [B or 1, H or 1, Sq, Sk] -> [B or 1, Hkv or 1, group or 1, Sq, Sk]
-            mask = mask[:, :, None] if mask.shape[1] == 1 else mask.unflatten(1, (kv_heads, group))
-        scores = scores + mask
-    weights = torch.softmax(scores, dim=-1).to(q.dtype).view(B, kv_heads, group * Sq, Sk)
-    return torch.matmul(weights, v).view(B, H, Sq, hd)
+    In bf16/fp16 on a CPU the inputs are widened to float32 first (exactly) and the output rounded back: the
+    CPU's fused float32 kernel is faster than its bf16 one, its backward above all (docs/SPEED.md section 1),
+    and it keeps scores, weights and their gradients in float32, as the bf16 kernel does not everywhere."""
+    gqa = q.shape[1] != k.shape[1]
+    if q.device.type != "cpu" or q.dtype in (torch.float32, torch.float64):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, scale=scale, enable_gqa=gqa)
+    wide = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), is_causal=causal, scale=scale,
+                                          attn_mask=None if mask is None else mask.float(), enable_gqa=gqa)
+    return wide.to(q.dtype)
 
 
 def causal_loss(backbone, prompt: torch.Tensor, embeds: torch.Tensor, attention_mask: torch.Tensor,
