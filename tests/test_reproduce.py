@@ -120,6 +120,10 @@ def test_verdicts_identical_within_tolerance_different_and_missing():
     assert compare_record(reference, None)["verdict"] == "no reference"
     failed = {**_record(), "status": "failed", "reason": "non-finite loss"}
     assert compare_record(failed, reference)["verdict"] == "failed"
+    other_seed, other_budget = _record(), _record()  # the setting: the configuration but its seed
+    other_seed["config"]["seed"], other_budget["config"]["max_steps"] = 1, 99
+    settings = [compare_record(record, None)["setting"] for record in (reference, other_seed, other_budget)]
+    assert settings[0] == settings[1] != settings[2]
 
 
 def test_summary_line_counts_each_verdict():

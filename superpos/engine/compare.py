@@ -23,6 +23,8 @@ or a machine kind (records name their CPU kernels) that differs.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from typing import Iterable
 
@@ -56,6 +58,12 @@ def _identical(fresh: dict, reference: dict) -> bool:
     return all(fresh.get(key) == reference.get(key) for key in ("history", "loss_curve", "best", "steps"))
 
 
+def _setting_key(config: dict) -> str:
+    """A key shared by the runs whose configurations differ in the seed alone (the label does not show every field)."""
+    rest = {key: value for key, value in config.items() if key != "seed"}
+    return hashlib.sha256(json.dumps(rest, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def _setting(config: dict) -> str:
     """The run's configuration without its seed: ``bbc-topic/simple init=vocab n_prompts=10 dropout=off``."""
     extra = "".join(f" {k}={v}" for k, v in sorted((config.get("method_config") or {}).items())
@@ -65,8 +73,8 @@ def _setting(config: dict) -> str:
 
 def compare_record(fresh: dict, reference: dict | None) -> dict:
     """One row: the run, its verdict, and fresh/reference/difference of each :func:`headline` number."""
-    setting = _setting(fresh["config"])
-    row = {"hash": fresh["hash"], "run": f"{setting} seed={fresh['config']['seed']}", "setting": setting}
+    config = fresh["config"]
+    row = {"hash": fresh["hash"], "run": f"{_setting(config)} seed={config['seed']}", "setting": _setting_key(config)}
     ours = headline(fresh)
     theirs = headline(reference) if reference is not None else {}
     worst = None
