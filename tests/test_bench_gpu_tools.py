@@ -74,3 +74,19 @@ def test_store_timeline_groups_overlapping_packed_runs(tmp_path, capsys):
     assert "  100 s" in out and "   50 s" in out
     assert "span 151 s" in out and "alone: 1 runs, 50 s; packed: 2 runs, 100 s" in out
     assert "~ 5 min" in out  # 6 runs at 151/3 s each
+
+
+def test_bench_attention_times_the_three_ways_and_checks_them_against_float64():
+    command = [sys.executable, str(REPO / "benchmarks" / "bench_attention.py"), "--lengths", "8,16", "--repeats", "1",
+               "--threads", "1"]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-4000:]
+    lines = done.stdout.strip().splitlines()
+    assert "bf16 kernel" in lines[1] and "fp32 kernel" in lines[1] and "bf16 matmuls" in lines[1]
+    rows = [line for line in lines if line.startswith(("suffix S=", "prompt causal"))]
+    assert len(rows) == 3
+    for row in rows:  # a 24-character label, then milliseconds and error of each way, then the ratio
+        *numbers, ratio = row[24:].split()
+        times, errors = [float(x) for x in numbers[0::2]], [float(x) for x in numbers[1::2]]
+        assert len(times) == 3 and all(t > 0 for t in times) and all(e < 0.05 for e in errors), row
+        assert float(ratio.rstrip("x")) == pytest.approx(times[0] / times[1], rel=0.1, abs=0.1), row
