@@ -140,7 +140,11 @@ def test_summary_line_counts_each_verdict():
                                    "the reference's)")
     frame["precision"] = ["fp32"] * 6
     frame["device"] = ["cpu (x86_64, AVX512 kernels, 2 threads)"] * 6
-    frame["reference_device"] = ["cpu (x86_64, AVX2 kernels, 2 threads)"] * 2 + ["cpu (x86_64, 2 threads)"] * 4
+    frame["reference_device"] = ["cpu (x86_64, 2 threads)"] * 6  # references older than the kernel names
+    assert summary_line(frame).endswith("(1 no reference; 6 ran on cpu (x86_64, AVX512 kernels, 2 threads) against a "
+                                        "reference that does not name its CPU kernels (cpu (x86_64, 2 threads)): the "
+                                        "README says which machine kind made it)")
+    frame["reference_device"] = ["cpu (x86_64, AVX2 kernels, 2 threads)"] * 2 + [None] * 4
     assert summary_line(frame).endswith("(1 no reference; 2 ran on another machine kind than the reference "
                                         "(cpu (x86_64, AVX512 kernels, 2 threads) against cpu (x86_64, AVX2 "
                                         "kernels, 2 threads)): its rounding gives another sample of a run, not "

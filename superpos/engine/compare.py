@@ -132,6 +132,10 @@ def summary_line(comparison: pd.DataFrame) -> str:
     if machines:
         extra.append(f"{len(machines)} ran on another machine kind than the reference ({machines[0][0]} against "
                      f"{machines[0][1]}): its rounding gives another sample of a run, not its copy")
+    unnamed = [pair for pair in _differing(comparison, "device") if " kernels" in pair[0] and " kernels" not in pair[1]]
+    if unnamed:  # references made before records named the CPU's kernels
+        extra.append(f"{len(unnamed)} ran on {unnamed[0][0]} against a reference that does not name its CPU kernels "
+                     f"({unnamed[0][1]}): the README says which machine kind made it")
     if counts.get("different"):  # then judge the runs as a sample: does their mean agree with the reference's?
         samples = compare_samples(comparison)
         judged = [f"{SAMPLE_TITLES[key]} {row.fresh_mean:.1f} against {row.reference_mean:.1f} (difference "
