@@ -23,13 +23,13 @@ or a machine kind (records name their CPU kernels) that differs.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from typing import Iterable
 
 import pandas as pd
 from scipy import stats
+
+from .store import stable_hash
 
 #: Largest difference still called a reproduction. Scores are in points (0-100): 3 points is 2-4 examples of
 #: a 64-100-example evaluation, well under the spread between seeds of one setting (the README's "Results at a
@@ -60,8 +60,7 @@ def _identical(fresh: dict, reference: dict) -> bool:
 
 def _setting_key(config: dict) -> str:
     """A key shared by the runs whose configurations differ in the seed alone (the label does not show every field)."""
-    rest = {key: value for key, value in config.items() if key != "seed"}
-    return hashlib.sha256(json.dumps(rest, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return stable_hash({key: value for key, value in config.items() if key != "seed"})
 
 
 def _setting(config: dict) -> str:
