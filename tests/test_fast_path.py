@@ -153,3 +153,74 @@ def test_fast_loss_in_bf16_agrees_with_the_hugging_face_path(kind):
     for slow, quick in zip(slow_grads, fast_grads):
         cosine = torch.nn.functional.cosine_similarity(slow.float().flatten(), quick.float().flatten(), dim=0)
         assert cosine > 0.99
+
+
+@pytest.fixture
+def compile_setting(monkeypatch):
+    """Set ``SUPERPOS_COMPILE`` for one test; the process's compile state is restored afterwards."""
+    saved = fast._compiled_layer, fast._compile_failure
+    yield lambda value: monkeypatch.setenv(fast.COMPILE_VARIABLE, value)
+    fast._compiled_layer, fast._compile_failure = saved
+
+
+def test_layers_compile_by_default_only_in_bf16_on_a_cpu(compile_setting):
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert fast.compiles(torch.bfloat16, cpu) and fast.compiles(torch.float16, cpu)
+    assert not fast.compiles(torch.float32, cpu) and not fast.compiles(torch.bfloat16, cuda)
+    assert fast.layers_state(torch.float32, cpu) == "eager" and fast.layers_state(torch.bfloat16, cpu) == "compiled"
+    compile_setting("0")
+    assert not fast.compiles(torch.bfloat16, cpu)
+    compile_setting("1")
+    assert fast.compiles(torch.float32, cpu) and fast.compiles(torch.bfloat16, cuda)
+    compile_setting("sometimes")
+    with pytest.raises(ValueError, match="SUPERPOS_COMPILE: must be auto, 0 or 1"):
+        fast.compiles(torch.bfloat16, cpu)
+
+
+@pytest.mark.parametrize("kind", ["simple", "per-example"])
+def test_compiled_layers_compute_what_the_eager_layers_compute(compile_setting, kind):
+    """bf16 on a CPU: the compiled decoder layers (fused elementwise kernels) give the eager layers' loss to bf16
+    rounding and the same prompt gradient direction; a second batch of other lengths reuses the one graph."""
+    from torch._dynamo.utils import counters
+
+    backbone = load_backbone("tiny-llama", dtype="bf16")
+    method = build_method({"method": "simple"}, backbone, seed=0)
+    if kind == "per-example":
+        method = PerExample(method)
+    batches = [backbone.encode(INPUTS, TARGETS, max_input_tokens=16, max_target_tokens=4),
+               backbone.encode(INPUTS[:3], TARGETS[:3], max_input_tokens=9, max_target_tokens=3)]
+    compile_setting("0")
+    eager = [loss_and_grads(backbone, batch, method, use_fast=True) for batch in batches]
+    compile_setting("auto")
+    graphs = counters["stats"]["unique_graphs"]
+    compiled = [loss_and_grads(backbone, batch, method, use_fast=True) for batch in batches]
+    assert fast._compile_failure is None and fast._compiled_layer is not None
+    assert counters["stats"]["unique_graphs"] - graphs <= 1  # dynamic shapes: no graph per batch shape
+    for (eager_loss, eager_grads), (compiled_loss, compiled_grads) in zip(eager, compiled):
+        assert compiled_loss.item() == pytest.approx(eager_loss.item(), rel=2e-2)
+        for slow, quick in zip(eager_grads, compiled_grads):
+            cosine = torch.nn.functional.cosine_similarity(slow.float().flatten(), quick.float().flatten(), dim=0)
+            assert cosine > 0.99
+
+
+def test_a_compiler_that_fails_leaves_the_eager_layers(compile_setting, monkeypatch):
+    """A compiler failure at first use (no C++ compiler, say) warns once and runs the eager layers: the same loss
+    as with compiling off, and the record's state says why."""
+    backbone = load_backbone("tiny-llama", dtype="bf16")
+    method = build_method({"method": "simple"}, backbone, seed=0)
+    batch = backbone.encode(INPUTS, TARGETS, max_input_tokens=16, max_target_tokens=4)
+    compile_setting("0")
+    eager_loss, _ = loss_and_grads(backbone, batch, method, use_fast=True)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no C++ compiler found\nsecond line")
+
+    compile_setting("auto")
+    fast._compiled_layer, fast._compile_failure = None, None
+    monkeypatch.setattr(torch, "compile", lambda function, **kwargs: broken)
+    with pytest.warns(RuntimeWarning, match="compiling the decoder layers failed, running them eager"):
+        loss, _ = loss_and_grads(backbone, batch, method, use_fast=True)
+    assert torch.equal(loss, eager_loss)
+    assert fast.layers_state(torch.bfloat16, torch.device("cpu")) == \
+        "eager (compiling failed: RuntimeError: no C++ compiler found)"
+    assert not fast.compiles(torch.bfloat16, torch.device("cpu"))

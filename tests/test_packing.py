@@ -26,6 +26,12 @@ from superpos.engine.packed import PackedGroup, plan_units, run_group
 
 from copies import with_source
 
+
+def fast_layers_state() -> str:
+    from superpos.backbones import fast
+
+    return fast.layers_state(torch.bfloat16, torch.device("cpu"))
+
 LOSS_RTOL = 1e-5    # relative, per loss-curve point
 STATE_RTOL = 1e-3   # relative, in norm, per trained tensor (and per analysis number)
 BASE = dict(task="bbc-topic", train_limit=16, eval_limit=6, eval_batch_size=4, device="cpu", dtype="fp32")
@@ -107,6 +113,9 @@ def test_dropout_on_or_bf16_gives_other_numbers_but_the_same_statistics(setting,
     packed = run_group(configs, ResultsStore(tmp_path / "packed"), progress=False)
     for ours, theirs in zip(packed, alone):
         assert ours["status"] == theirs["status"] == "done"
+        for record in (ours, theirs):  # bf16 on a CPU compiles the fast path's layers; dropout takes the HF path
+            layers = record["precision"].get("decoder_layers")
+            assert layers is None if setting == "dropout on" else layers in ("compiled", fast_layers_state())
         ours_losses, their_losses = [v for _, v in ours["loss_curve"]], [v for _, v in theirs["loss_curve"]]
         if setting == "dropout on":
             assert ours_losses != their_losses  # other masks

@@ -22,11 +22,19 @@ the prompt gradients agree with the Hugging Face path to float32 rounding; ``tes
    slow in bf16, its backward above all (a quarter of a SmolLM2 step in a profile); the same kernel on the
    inputs widened to float32 is faster and at least as accurate. Everywhere else (fp32, CUDA) nothing changes,
    so fp32 runs stay bit for bit what they were.
+6. **Compiled decoder layers in bf16 on a CPU** (:func:`compiles`): there a step is ~3,000 separate kernels,
+   most of them small elementwise ones (RMSNorm's casts and powers, rotary embeddings, SiLU, residual adds, the
+   padding around attention), each an OpenMP parallel region whose threads must be woken; ``torch.compile``
+   (Inductor) fuses each run of them into one kernel, forward and backward (docs/SPEED.md section 1). The
+   layers compute the same function; only bf16 rounding moves. fp32 and CUDA run the eager layers.
 
 Used by ``Backbone.loss`` when :func:`supported` says yes: a Llama architecture and no dropout acting in
 the frozen network (dropout hooks live on modules this path does not call).
 """
 from __future__ import annotations
+
+import os
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -94,6 +102,108 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, mask: torch.
     return wide.to(q.dtype)
 
 
+def decoder_layer(layer, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, allowed: torch.Tensor | None,
+                  rows: torch.Tensor, head_rows: torch.Tensor | None, sizes: tuple[int, int, int, int, int],
+                  one_prefix: bool, inline: torch.Tensor | None, which: torch.Tensor | None) -> torch.Tensor:
+    """One Llama decoder layer over the packed rows ``x [N, d]`` of :func:`causal_target_logits`; returns ``[N, d]``,
+    or ``[len(head_rows), d]`` when ``head_rows`` names the only rows read afterwards.
+
+    ``cos, sin [N, hd]`` (``sin`` signed, :func:`_signed_sin`); ``sizes = (B, S, Q, R, P)``: batch rows, suffix
+    length, shared-prompt rows ``Q = R * P`` at the top of ``x`` (``R`` prompts of ``P`` positions); ``rows [N - Q]``
+    the flat ``[B * S]`` index of each suffix row; ``allowed`` the additive ``[S, P + S]`` or ``[B, 1, S, P + S]``
+    mask when ``Q``; ``one_prefix``: every batch row shares the one prompt, else ``inline [B]`` (the row carries its
+    prompt itself) and ``which [B]`` (its shared prompt) place the prompts.
+    """
+    B, S, Q, R, P = sizes
+    attn = layer.self_attn
+    N, hd = x.shape[0], attn.head_dim
+    heads, kv_heads = attn.config.num_attention_heads, attn.config.num_key_value_heads
+
+    def padded(suffix_rows: torch.Tensor, shared_rows: torch.Tensor | None = None) -> torch.Tensor:
+        """``[N_s, h, hd]`` suffix rows -> ``[B, h, S, hd]``, each row's suffix scattered into place; with the shared
+        prompts' ``[Q, h, hd]`` rows, ``[B, h, P + S, hd]``: each row's shared prompt first."""
+        h = suffix_rows.shape[1]
+        out = suffix_rows.new_zeros(B * S, h, hd).index_copy(0, rows, suffix_rows).view(B, S, h, hd)
+        if shared_rows is not None:
+            shared = shared_rows.view(R, P, h, hd)
+            if one_prefix:
+                shared = shared.expand(B, -1, -1, -1)
+            else:  # zeros, not another run's prompt, in rows without one: no gradient may cross between runs
+                shared = torch.where(inline[:, None, None, None], 0.0, shared.index_select(0, which))
+            out = torch.cat([shared, out], dim=1)
+        return out.transpose(1, 2)
+
+    def per_prompt(shared_rows: torch.Tensor) -> torch.Tensor:
+        """The shared prompts' rows ``[Q, h, hd] -> [R, h, P, hd]``."""
+        return shared_rows.view(R, P, shared_rows.shape[1], hd).transpose(1, 2)
+
+    h = layer.input_layernorm(x)
+    q = _rope(attn.q_proj(h).view(N, heads, hd), cos, sin)
+    k = _rope(attn.k_proj(h).view(N, kv_heads, hd), cos, sin)
+    v = attn.v_proj(h).view(N, kv_heads, hd)
+    if Q:  # one split per tensor (its backward is one cat), not a slice per use (a zero fill and a copy each)
+        (q_shared, q_suffix), (k_shared, k_suffix), (v_shared, v_suffix) = (t.split([Q, N - Q]) for t in (q, k, v))
+        out = attention(padded(q_suffix), padded(k_suffix, k_shared), padded(v_suffix, v_shared), mask=allowed,
+                        scale=attn.scaling)
+        out = out.transpose(1, 2).reshape(B * S, heads * hd).index_select(0, rows)
+        # Each shared prompt sees itself only (real vectors first: a causal mask keeps padding out of them).
+        own = attention(per_prompt(q_shared), per_prompt(k_shared), per_prompt(v_shared), causal=True,
+                        scale=attn.scaling)
+        out = torch.cat([own.transpose(1, 2).reshape(Q, heads * hd), out], dim=0)
+    else:
+        out = attention(padded(q), padded(k), padded(v), causal=True, scale=attn.scaling)
+        out = out.transpose(1, 2).reshape(B * S, heads * hd).index_select(0, rows)
+    if head_rows is not None:
+        x, out = x.index_select(0, head_rows), out.index_select(0, head_rows)
+    x = x + attn.o_proj(out)
+    return x + layer.mlp(layer.post_attention_layernorm(x))
+
+
+#: ``SUPERPOS_COMPILE``: ``auto`` (or unset) compiles the fast path's decoder layers in bf16/fp16 on a CPU, ``0``
+#: never does, ``1`` does wherever the fast path runs (CUDA and fp32 included: unmeasured there).
+COMPILE_VARIABLE = "SUPERPOS_COMPILE"
+_compiled_layer = None          # torch.compile(decoder_layer), built at first use
+_compile_failure: str | None = None  # why compiling failed in this process (then every layer runs eager)
+
+
+def compiles(dtype: torch.dtype, device: torch.device) -> bool:
+    """Whether the fast path runs :func:`decoder_layer` compiled for a backbone of ``dtype`` on ``device``."""
+    setting = os.environ.get(COMPILE_VARIABLE, "auto").strip().lower() or "auto"
+    if setting not in ("auto", "0", "1"):
+        raise ValueError(f"{COMPILE_VARIABLE}: must be auto, 0 or 1, got {setting!r}")
+    if _compile_failure is not None or setting == "0":
+        return False
+    return setting == "1" or (device.type == "cpu" and dtype in (torch.bfloat16, torch.float16))
+
+
+def layers_state(dtype: torch.dtype, device: torch.device) -> str:
+    """What a record says about the decoder layers of the fast path: ``compiled``, ``eager`` or why not compiled."""
+    if _compile_failure is not None:
+        return f"eager (compiling failed: {_compile_failure})"
+    return "compiled" if compiles(dtype, device) else "eager"
+
+
+def _run_layer(compiled: bool, *args) -> torch.Tensor:
+    """:func:`decoder_layer` compiled or eager; a compiler that fails at its first use turns compiling off for the
+    process with a warning (the result is then the eager layer's)."""
+    global _compiled_layer, _compile_failure
+    if not compiled:
+        return decoder_layer(*args)
+    first = _compiled_layer is None
+    if first:
+        # dynamic: batch size, lengths and token counts change every step; one graph serves them all.
+        _compiled_layer = torch.compile(decoder_layer, dynamic=True)
+    try:
+        return _compiled_layer(*args)
+    except Exception as error:  # noqa: BLE001 - any compiler failure: a missing C++ compiler, an Inductor bug
+        if not first:
+            raise
+        _compile_failure = f"{type(error).__name__}: {str(error).strip().splitlines()[0][:200] if str(error).strip() else ''}"
+        warnings.warn(f"superpos: compiling the decoder layers failed, running them eager ({_compile_failure}); "
+                      f"set {COMPILE_VARIABLE}=0 to skip the attempt", RuntimeWarning, stacklevel=2)
+        return decoder_layer(*args)
+
+
 def causal_loss(backbone, prompt: torch.Tensor, embeds: torch.Tensor, attention_mask: torch.Tensor,
                 labels: torch.Tensor, prompt_mask: torch.Tensor | None = None) -> torch.Tensor:
     """Mean cross-entropy over target tokens of ``[prompt, input, target]``, as ``Backbone.loss`` defines it.
@@ -143,7 +253,7 @@ def causal_target_logits(backbone, prompt: torch.Tensor, embeds: torch.Tensor, a
     is the same in all its rows. None: one block.
     """
     model = backbone.model
-    inner, config = model.model, model.config
+    inner = model.model
     B, n, d = prompt.shape
     device = embeds.device
 
@@ -178,61 +288,26 @@ def causal_target_logits(backbone, prompt: torch.Tensor, embeds: torch.Tensor, a
         x = torch.cat([prefix.flatten(0, 1), x], dim=0)             # [Q + N_s, d]
         positions = torch.cat([torch.arange(P, device=device).repeat(R), positions])
         head_rows = head_rows + Q
-    N = x.shape[0]
     cos, sin = inner.rotary_emb(x[None], positions[None])
     cos, sin = cos[0], _signed_sin(sin[0])
 
-    heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
-    hd = inner.layers[0].self_attn.head_dim
     one_prefix = R == 1 and not bool(inline.any())                 # every row shares one prompt (unpacked)
+    allowed = None
     if Q:  # suffix query i sees its row's shared prompt and suffix keys 0..i
         allowed = torch.ones(S, P + S, dtype=torch.bool, device=device).tril(diagonal=P)
         if not one_prefix:
             sees = torch.arange(P, device=device)[None, :] < lengths[:, None]          # [B, P]
             allowed = torch.cat([sees[:, None, :].expand(B, S, P), allowed[:, P:].expand(B, S, S)], dim=2)[:, None]
-
-    def padded(suffix_rows: torch.Tensor, shared_rows: torch.Tensor | None = None) -> torch.Tensor:
-        """``[N_s, h, hd]`` suffix rows -> ``[B, h, S, hd]``, each row's suffix scattered into place; with the shared
-        prompts' ``[Q, h, hd]`` rows, ``[B, h, P + S, hd]``: each row's shared prompt first."""
-        h = suffix_rows.shape[1]
-        out = suffix_rows.new_zeros(B * S, h, hd).index_copy(0, rows, suffix_rows).view(B, S, h, hd)
-        if shared_rows is not None:
-            shared = shared_rows.view(R, P, h, hd)
-            if one_prefix:
-                shared = shared.expand(B, -1, -1, -1)
-            else:  # zeros, not another run's prompt, in rows without one: no gradient may cross between runs
-                shared = torch.where(inline[:, None, None, None], 0.0, shared.index_select(0, which))
-            out = torch.cat([shared, out], dim=1)
-        return out.transpose(1, 2)
-
-    def per_prompt(shared_rows: torch.Tensor) -> torch.Tensor:
-        """The shared prompts' rows ``[Q, h, hd] -> [R, h, P, hd]``."""
-        return shared_rows.view(R, P, shared_rows.shape[1], hd).transpose(1, 2)
-
+        # Additive, once (attention would build it from the boolean mask in every layer); in float32 on a CPU,
+        # where attention computes in float32 (exact: the values are 0 and -inf).
+        allowed = torch.where(allowed, 0.0, float("-inf")).to(torch.float32 if device.type == "cpu" else x.dtype)
+    shared = (one_prefix, None if one_prefix else inline, None if one_prefix else which)
+    compiled = compiles(x.dtype, x.device)
     last = len(inner.layers) - 1
     for index, layer in enumerate(inner.layers):
-        attn = layer.self_attn
-        h = layer.input_layernorm(x)
-        q = _rope(attn.q_proj(h).view(N, heads, hd), cos, sin)
-        k = _rope(attn.k_proj(h).view(N, kv_heads, hd), cos, sin)
-        v = attn.v_proj(h).view(N, kv_heads, hd)
-        if Q:  # one split per tensor (its backward is one cat), not a slice per use (a zero fill and a copy each)
-            (q_shared, q_suffix), (k_shared, k_suffix), (v_shared, v_suffix) = (t.split([Q, N - Q]) for t in (q, k, v))
-            if allowed.dtype == torch.bool:  # the additive mask attention would build from it in every layer
-                allowed = torch.where(allowed, 0.0, float("-inf")).to(q.dtype)
-            out = attention(padded(q_suffix), padded(k_suffix, k_shared), padded(v_suffix, v_shared), mask=allowed,
-                            scale=attn.scaling)
-            out = out.transpose(1, 2).reshape(B * S, heads * hd).index_select(0, rows)
-            # Each shared prompt sees itself only (real vectors first: a causal mask keeps padding out of them).
-            own = attention(per_prompt(q_shared), per_prompt(k_shared), per_prompt(v_shared), causal=True,
-                            scale=attn.scaling)
-            out = torch.cat([own.transpose(1, 2).reshape(Q, heads * hd), out], dim=0)
-        else:
-            out = attention(padded(q), padded(k), padded(v), causal=True, scale=attn.scaling)
-            out = out.transpose(1, 2).reshape(B * S, heads * hd).index_select(0, rows)
-        if index == last:  # nothing after the last layer reads the other positions
-            x, out = x.index_select(0, head_rows), out.index_select(0, head_rows)
-        x = x + attn.o_proj(out)
-        x = x + layer.mlp(layer.post_attention_layernorm(x))
+        # Nothing after the last layer reads positions other than the LM head's: it keeps only those, in its own
+        # eager call (a second compiled graph would cost a compilation for one layer in thirty).
+        x = _run_layer(compiled and index != last, layer, x, cos, sin, allowed, rows,
+                       head_rows if index == last else None, (B, S, Q, R, P), *shared)
     logits = backbone._lm_head(inner.norm(x))                        # [targets, V]
     return logits, targets, head_batch_rows

@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from ..backbones import fast
 from ..backbones.precision import resolve_precision
 from ..paths import REPO_ROOT
 from .config import CODE_VERSION, RunConfig, as_run_config
@@ -286,6 +287,14 @@ class Trainer:
         self.train_tokens = 0
         self.pending_loss: list[float] = []
         self.best_state: dict[str, torch.Tensor] | None = None  # the method's state at ``best``, on CPU
+
+    def layers_note(self) -> dict:
+        """``{"decoder_layers": ...}`` where the fast loss compiled its layers, or tried (backbones/fast.py); else {}."""
+        backbone = self.backbone
+        if backbone.kind != "causal" or not backbone.fast_loss or not fast.supported(backbone.model):
+            return {}
+        state = fast.layers_state(backbone.dtype, backbone.device)
+        return {} if state == "eager" else {"decoder_layers": state}
 
     def build(self) -> None:
         """Backbone, method and optimizer as a fresh run starts them (seeded, so always the same)."""
@@ -600,7 +609,7 @@ class Trainer:
                        "tokens_per_s": round(self.train_tokens / train_seconds, 1)},
             "peak_memory_mb": round(peak_memory_mb(self.device), 1),
             "precision": {"dtype": self.precision, "reason": self.precision_reason,
-                          "backbone_dtype": str(self.backbone.dtype).replace("torch.", "")},
+                          "backbone_dtype": str(self.backbone.dtype).replace("torch.", ""), **self.layers_note()},
             "provenance": {**git_state(), "code_version": CODE_VERSION, "versions": versions(),
                            "device": device_name(self.device),
                            **({"packed_runs": self.packed_runs} if self.packed_runs else {}),
