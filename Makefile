@@ -20,7 +20,9 @@ export HF_DATASETS_OFFLINE=1
 export TRANSFORMERS_OFFLINE=1
 endif
 # PyTorch's OpenMP threads spin between parallel regions; on a shared CPU that made a SmolLM2 step take
-# 4-35 s instead of ~2 s (docs/SPEED.md). Passive waiting costs little on an idle machine.
+# 4-35 s instead of ~2 s, and 2.0 s instead of 1.1 s beside one busy process. Passive waiting is not free on an
+# idle machine (0.77 s instead of 0.57 s for an eager bf16 step); for a dedicated machine, call e.g.
+# `make reproduce OMP_WAIT_POLICY=ACTIVE GOMP_SPINCOUNT=1000` (spin 10 us, then sleep). docs/SPEED.md, "Threads".
 export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: install test reproduce report reference extend bench

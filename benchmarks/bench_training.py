@@ -381,7 +381,9 @@ class OursSession:
         result["precision"] = {"backbone_dtype": dtype_name(backbone.dtype),
                                "trainable_dtypes": sorted({dtype_name(p.dtype) for p in trainer.method.parameters()
                                                            if p.requires_grad}),
-                               "autocast": type(trainer.autocast).__name__ != "nullcontext"}
+                               "autocast": type(trainer.autocast).__name__ != "nullcontext",
+                               # the fast loss's decoder layers: eager, or compiled (bf16 on a CPU; backbones/fast.py)
+                               "decoder_layers": trainer.layers_note().get("decoder_layers", "eager")}
         return result
 
 
@@ -828,7 +830,7 @@ def report(args, arms, results, started, packing: dict | None = None) -> int:
         p = results[arm]["precision"]
         extra = (f", TrainingArguments(bf16={p['training_args_bf16']}, use_cpu={p['use_cpu']}), accelerate "
                  f"mixed_precision={p['accelerate_mixed_precision']}" if "training_args_bf16" in p
-                 else f", autocast {'on' if p['autocast'] else 'off'}")
+                 else f", autocast {'on' if p['autocast'] else 'off'}, decoder layers {p.get('decoder_layers', 'eager')}")
         lines.append(f"  {arm}: backbone {p['backbone_dtype']}, trainable {'/'.join(p['trainable_dtypes'])}{extra}")
     lines.append("matmul peaks, measured in the arms' own processes before and after their steps (median):")
     lines += [peak_line(d, results) for d in PEAK_DTYPES]

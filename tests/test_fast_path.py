@@ -224,3 +224,19 @@ def test_a_compiler_that_fails_leaves_the_eager_layers(compile_setting, monkeypa
     assert fast.layers_state(torch.bfloat16, torch.device("cpu")) == \
         "eager (compiling failed: RuntimeError: no C++ compiler found)"
     assert not fast.compiles(torch.bfloat16, torch.device("cpu"))
+
+
+def test_an_error_of_the_layer_itself_is_raised_not_taken_for_a_compiler_failure(compile_setting, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("compiled call failed")
+
+    def bad_layer(*args):
+        raise ValueError("shapes do not fit")
+
+    compile_setting("auto")
+    fast._compiled_layer, fast._compile_failure = None, None
+    monkeypatch.setattr(torch, "compile", lambda function, **kwargs: broken)
+    monkeypatch.setattr(fast, "decoder_layer", bad_layer)
+    with pytest.raises(ValueError, match="shapes do not fit"):
+        fast._run_layer(True, "layer", "x")
+    assert fast._compile_failure is None

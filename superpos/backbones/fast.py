@@ -184,24 +184,24 @@ def layers_state(dtype: torch.dtype, device: torch.device) -> str:
 
 
 def _run_layer(compiled: bool, *args) -> torch.Tensor:
-    """:func:`decoder_layer` compiled or eager; a compiler that fails at its first use turns compiling off for the
-    process with a warning (the result is then the eager layer's)."""
+    """:func:`decoder_layer` compiled or eager. When the compiled call fails and the eager one does not (a missing
+    C++ compiler, an Inductor bug), compiling is turned off for the process with one warning; an error of the
+    layer itself is raised by the eager call."""
     global _compiled_layer, _compile_failure
     if not compiled:
         return decoder_layer(*args)
-    first = _compiled_layer is None
-    if first:
+    if _compiled_layer is None:
         # dynamic: batch size, lengths and token counts change every step; one graph serves them all.
         _compiled_layer = torch.compile(decoder_layer, dynamic=True)
     try:
         return _compiled_layer(*args)
-    except Exception as error:  # noqa: BLE001 - any compiler failure: a missing C++ compiler, an Inductor bug
-        if not first:
-            raise
-        _compile_failure = f"{type(error).__name__}: {str(error).strip().splitlines()[0][:200] if str(error).strip() else ''}"
+    except Exception as error:  # noqa: BLE001 - retried eager below; the layer is a pure function of its inputs
+        result = decoder_layer(*args)
+        first_line = (str(error).strip().splitlines() or [""])[0][:200]
+        _compile_failure = f"{type(error).__name__}: {first_line}"
         warnings.warn(f"superpos: compiling the decoder layers failed, running them eager ({_compile_failure}); "
                       f"set {COMPILE_VARIABLE}=0 to skip the attempt", RuntimeWarning, stacklevel=2)
-        return decoder_layer(*args)
+        return result
 
 
 def causal_loss(backbone, prompt: torch.Tensor, embeds: torch.Tensor, attention_mask: torch.Tensor,
