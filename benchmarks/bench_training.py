@@ -74,10 +74,12 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-ARMS = ("ours-simple", "peft-trainer", "ours-superpos", "ours-simple-hf")
+ARMS = ("ours-simple", "peft-trainer", "ours-superpos", "ours-simple-hf", "ours-simple-eager")
 #: ours-simple-hf: the engine with ``Backbone.fast_loss = False`` (the plain Hugging Face forward), to show
 #: what the fast causal loss (superpos/backbones/fast.py) adds on top of dynamic padding and the LM head on
-#: targets only.
+#: targets only. ours-simple-eager: the fast loss with its decoder layers eager (``SUPERPOS_COMPILE=0`` in that
+#: arm's process), to show what compiling them adds; a default arm only where ours-simple compiles them (bf16 on
+#: a CPU), elsewhere it would be ours-simple again.
 
 
 # ----------------------------------------------------------------------------- measurement helpers
@@ -303,6 +305,10 @@ class OursSession:
         self.trainer = engine_trainer(args, method, store_root)
         self.device, self.backbone = self.trainer.device, self.trainer.backbone
         self.backbone.fast_loss = not arm.endswith("-hf")
+        if arm.endswith("-eager"):  # this arm's own process (or a caller that asked for it): layers stay eager
+            from superpos.backbones import fast
+
+            os.environ[fast.COMPILE_VARIABLE] = "0"
         self.total = args.steps + args.warmup
         self.times, self.examples, self.tokens, self.positions, self.losses, self.shapes = [], [], [], [], [], []
 
@@ -682,11 +688,24 @@ def parse_args(argv=None):
     parser.add_argument("--dtype", default="auto", choices=("auto", "fp32", "bf16"),
                         help="Precision of every arm's frozen backbone: 'auto' (resolve_precision: bf16 where the "
                              "device runs it natively, else fp32), 'fp32' or 'bf16'.")
-    parser.add_argument("--arms", default=",".join(ARMS), help=f"Comma-separated subset of {', '.join(ARMS)}.")
+    parser.add_argument("--arms", default=None,
+                        help=f"Comma-separated subset of {', '.join(ARMS)} (default: all; ours-simple-eager only where "
+                             "the fast loss compiles its layers).")
     parser.add_argument("--pack", type=int, default=4,
                         help="Also time R runs packed against the same R runs alone, in one process (0: skip).")
     parser.add_argument("--out", default="results/bench", help="Folder for the JSON results (relative: to the repository).")
     return parser.parse_args(argv)
+
+
+def compiles_layers(precision: str, device: str) -> bool:
+    """Whether the engine's fast loss compiles its decoder layers at this precision on this device."""
+    import torch
+
+    from superpos.backbones import fast
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return fast.compiles(getattr(torch, TORCH_DTYPES.get(precision, "float32")), torch.device(device))
 
 
 def run_precision(requested: str, device: str) -> tuple[str, str]:
@@ -743,12 +762,14 @@ def main(argv=None) -> int:
     import multiprocessing
 
     args = parse_args(argv)
-    arms = [a.strip() for a in args.arms.split(",") if a.strip()]
+    arms = [a.strip() for a in (args.arms or ",".join(ARMS)).split(",") if a.strip()]
     for arm in arms:
         if arm not in ARMS:
             raise SystemExit(f"bench: unknown arm {arm!r}; choose from {', '.join(ARMS)}")
     started = time.perf_counter()
     args.precision, args.precision_reason = run_precision(args.dtype, args.device)
+    if args.arms is None and not compiles_layers(args.precision, args.device):
+        arms.remove("ours-simple-eager")
     args.bf16_native, args.bf16_native_why = bf16_native(args.device)
     print(f"[bench] precision {args.precision} ({args.precision_reason})", file=sys.stderr, flush=True)
     context = multiprocessing.get_context("spawn")
@@ -835,7 +856,7 @@ def report(args, arms, results, started, packing: dict | None = None) -> int:
     lines.append("matmul peaks, measured in the arms' own processes before and after their steps (median):")
     lines += [peak_line(d, results) for d in PEAK_DTYPES]
     lines += ["",
-              f"{'arm':<15}{'step s':>8}{'ex/s':>8}{'tok/s':>8}{'rows/step':>10}{'GFLOP/step':>12}"
+              f"{'arm':<18}{'step s':>8}{'ex/s':>8}{'tok/s':>8}{'rows/step':>10}{'GFLOP/step':>12}"
               f"{'GFLOP/s':>9}{'%fp32pk':>8}{'%bf16pk':>8}{'mem MB':>9}{'+train MB':>10}{'score':>7}{'lenient':>8}"
               f"{'val loss':>9}"]
     for arm in arms:
@@ -845,7 +866,7 @@ def report(args, arms, results, started, packing: dict | None = None) -> int:
                                           if achieved else None)
         fraction = r["achieved_fraction_of_peak"] or {}
         lines.append(
-            f"{arm:<15}{r['step_s_median']:>8.3f}{r['examples_per_s']:>8.2f}{r['tokens_per_s']:>8.0f}"
+            f"{arm:<18}{r['step_s_median']:>8.3f}{r['examples_per_s']:>8.2f}{r['tokens_per_s']:>8.0f}"
             f"{r['computed_positions_per_step']:>10.0f}"
             f"{gflops(r.get('flops_per_step_analytic', 0)):>12}"
             f"{(gflops(achieved) if achieved else '-'):>9}"
@@ -882,6 +903,11 @@ def report(args, arms, results, started, packing: dict | None = None) -> int:
                          f"score {r['eval']['score']:.1f} vs {base['eval']['score']:.1f} "
                          f"(lenient {r['eval']['lenient_score']:.1f} vs {base['eval']['lenient_score']:.1f}, "
                          f"validation loss {r['eval']['validation_loss']:.3f} vs {base['eval']['validation_loss']:.3f})")
+    if "ours-simple" in results and "ours-simple-eager" in results:
+        compiled, eager = results["ours-simple"], results["ours-simple-eager"]
+        summary["compiled_over_eager"] = round(compiled["examples_per_s"] / eager["examples_per_s"], 3)
+        lines.append(f"ours-simple / ours-simple-eager: examples/s {summary['compiled_over_eager']:.2f}x "
+                     f"(decoder layers {compiled['precision']['decoder_layers']} against eager, steps alternating)")
     for arm in arms:
         r = results[arm]
         if "flops_analytic_counted_batch" in r:

@@ -14,7 +14,8 @@ REPO = Path(__file__).resolve().parents[1]
 def test_bench_runs_every_arm_at_one_precision_and_reports_both_peaks(tmp_path):
     env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
     command = [sys.executable, str(REPO / "benchmarks" / "bench_training.py"), "--backbone", "tiny-llama",
-               "--steps", "1", "--batch-size", "2", "--arms", "ours-simple,peft-trainer", "--dtype", "bf16",
+               "--steps", "1", "--batch-size", "2", "--arms", "ours-simple,peft-trainer,ours-simple-eager",
+               "--dtype", "bf16",
                "--train-limit", "16", "--eval-limit", "4", "--out", str(tmp_path)]
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-4000:]
@@ -35,6 +36,11 @@ def test_bench_runs_every_arm_at_one_precision_and_reports_both_peaks(tmp_path):
         assert result["precision"]["trainable_dtypes"] == ["fp32"], arm
         peaks = result["matmul_peak_flops"]
         assert len(peaks["fp32"]) == len(peaks["bf16"]) == 2 and min(peaks["fp32"] + peaks["bf16"]) > 0, arm
+    # bf16 on a CPU: ours-simple compiles its decoder layers, the eager arm does not; one line compares them
+    assert payload["arms"]["ours-simple"]["precision"]["decoder_layers"] == "compiled"
+    assert payload["arms"]["ours-simple-eager"]["precision"]["decoder_layers"] == "eager"
+    assert re.search(r"^ours-simple / ours-simple-eager: examples/s \d+\.\d\dx \(decoder layers compiled against "
+                     r"eager, steps alternating\)$", out, re.M)
     peft = payload["arms"]["peft-trainer"]["precision"]
     assert peft["training_args_bf16"] is True and peft["accelerate_mixed_precision"] == "bf16"
     assert {g["goal"] for g in payload["goals"]} == {"examples_per_s_ratio", "metric_equal_or_better",
