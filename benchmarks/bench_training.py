@@ -697,37 +697,34 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def arms_device(device: str):
+    """The ``torch.device`` the arms will use: ``auto`` is CUDA when present, else the CPU."""
+    import torch
+
+    return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+
+
 def compiles_layers(precision: str, device: str) -> bool:
     """Whether the engine's fast loss compiles its decoder layers at this precision on this device."""
     import torch
 
     from superpos.backbones import fast
 
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return fast.compiles(getattr(torch, TORCH_DTYPES.get(precision, "float32")), torch.device(device))
+    return fast.compiles(getattr(torch, TORCH_DTYPES.get(precision, "float32")), arms_device(device))
 
 
 def run_precision(requested: str, device: str) -> tuple[str, str]:
     """``(dtype, reason)`` for every arm of this run (``resolve_precision`` on the device the arms will use)."""
-    import torch
-
     from superpos.backbones.precision import resolve_precision
 
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return resolve_precision(requested, torch.device(device))
+    return resolve_precision(requested, arms_device(device))
 
 
 def bf16_native(device: str) -> tuple[bool, str]:
     """``native_bf16`` on the device the arms will use: whether a bf16 run computes natively or emulated."""
-    import torch
-
     from superpos.backbones.precision import native_bf16
 
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return native_bf16(torch.device(device))
+    return native_bf16(arms_device(device))
 
 
 def gflops(x: float) -> str:
