@@ -45,3 +45,14 @@ def test_bench_runs_every_arm_at_one_precision_and_reports_both_peaks(tmp_path):
     assert peft["training_args_bf16"] is True and peft["accelerate_mixed_precision"] == "bf16"
     assert {g["goal"] for g in payload["goals"]} == {"examples_per_s_ratio", "metric_equal_or_better",
                                                      "bf16_peak_fraction", "fp32_peak_fraction"}
+
+
+def test_bench_generation_times_both_first_steps_and_compares_with_fp32():
+    command = [sys.executable, str(REPO / "benchmarks" / "bench_generation.py"), "--backbone", "tiny-llama",
+               "--examples", "6", "--batch-size", "4", "--repeats", "2"]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    lines = done.stdout.strip().splitlines()
+    for way in ("fast first step", "hugging face"):
+        assert re.search(rf"^  {way} +[\d.]+ s +[\d.]+ examples/s  answers equal to fp32's: \d/6$", done.stdout, re.M)
+    assert re.search(r"^fast first step / hugging face: examples/s \d+\.\d\dx \(alternating rounds\)$", lines[-1])

@@ -240,3 +240,86 @@ def test_an_error_of_the_layer_itself_is_raised_not_taken_for_a_compiler_failure
     with pytest.raises(ValueError, match="shapes do not fit"):
         fast._run_layer(True, "layer", "x")
     assert fast._compile_failure is None
+
+
+def test_the_fast_first_generation_step_is_taken_only_in_bf16_or_fp16_on_a_cpu():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert fast.prefills(torch.bfloat16, cpu) and fast.prefills(torch.float16, cpu)
+    assert not fast.prefills(torch.float32, cpu) and not fast.prefills(torch.bfloat16, cuda)
+
+
+def hugging_face_cache(backbone, batch, method):
+    """Hugging Face's first step over the left-packed ``[prompt, input]`` rows: ``(logits [B, V], mask [B, W],
+    [(keys, values) [B, Hkv, W, hd] per layer])``."""
+    from superpos.backbones.batch import _pack, _positions
+    from superpos.backbones.generation import _CACHE
+
+    prompt, embeds, prompt_mask = backbone._prompted_inputs(batch, method)
+    embeds, mask = backbone._with_prompt(prompt, embeds, batch.attention_mask, prompt_mask)
+    mask, embeds = _pack(mask, embeds, left=True)
+    out = backbone.model.base_model(inputs_embeds=embeds, attention_mask=mask, position_ids=_positions(mask),
+                                    use_cache=True)
+    cache = getattr(out, _CACHE)
+    layers = [(layer.keys, layer.values) for layer in cache.layers]
+    return backbone._lm_head(out.last_hidden_state[:, -1]).float(), mask, layers
+
+
+@pytest.mark.parametrize("kind", ["simple", "superpos", "per-example", "none", "packed", "packed-per-example"])
+def test_the_fast_first_generation_step_is_hugging_faces(llama, kind, monkeypatch):
+    """fp32: the fast path's first step gives Hugging Face's next-token logits and, at every real position, its
+    rotated keys and values (zeros at padding, which the mask hides), so greedy decoding continues to the same
+    tokens; for one prompt, an input-dependent one, none, and a packed group of runs with prompts of two lengths."""
+    from superpos.backbones import MethodRows
+
+    inputs = INPUTS
+    method = None
+    if kind in ("simple", "superpos", "per-example"):
+        method = build_method({"method": "simple" if kind == "per-example" else kind}, llama, seed=0)
+        if kind == "per-example":
+            method = PerExample(method)
+    elif kind.startswith("packed"):
+        members = [build_method({"method": "simple", "n_prompts": 3}, llama, seed=1),
+                   build_method({"method": "superpos"}, llama, seed=2)]
+        if kind == "packed-per-example":
+            members[1] = PerExample(members[1])
+        method, inputs = MethodRows(members, [4, 4]), INPUTS + INPUTS[::-1]
+    batch = llama.encode(inputs, None, max_input_tokens=16, max_target_tokens=4)
+    assert (batch.attention_mask == 0).any()
+    expected_logits, mask, expected_cache = hugging_face_cache(llama, batch, method)
+    prompt, embeds, prompt_mask = llama._prompted_inputs(batch, method)
+    blocks = method.sizes if isinstance(method, MethodRows) else None
+    logits, cache = fast.causal_prefill(llama, prompt, embeds, batch.attention_mask, prompt_mask, blocks)
+    assert torch.allclose(logits, expected_logits, rtol=1e-4, atol=1e-4)
+    assert len(cache) == len(expected_cache)
+    real = mask.bool()[:, None, :, None]                                  # [B, 1, W, 1]
+    for (keys, values), (hf_keys, hf_values) in zip(cache, expected_cache):
+        assert keys.shape == hf_keys.shape and values.shape == hf_values.shape
+        for ours, theirs in ((keys, hf_keys), (values, hf_values)):
+            assert torch.allclose(ours * real, theirs * real, rtol=1e-4, atol=1e-5)
+            assert not (ours * ~real).any()
+
+    calls = []
+    original = fast.causal_prefill
+    monkeypatch.setattr(fast, "causal_prefill", lambda *args: calls.append(1) or original(*args))
+    llama.fast_prefill = False
+    expected_ids = llama.generate_ids(batch, method, 4)
+    monkeypatch.setattr(fast, "prefills", lambda dtype, device: True)
+    llama.fast_prefill = True
+    assert not calls and llama.generate_ids(batch, method, 4) == expected_ids and calls == [1]
+
+
+def test_generation_in_bf16_on_a_cpu_starts_with_the_fast_path(monkeypatch):
+    """bf16 on a CPU: the fast first step is taken, and its logits agree with Hugging Face's bf16 forward to bf16
+    rounding (records name it: tests/test_packing.py)."""
+    backbone = load_backbone("tiny-llama", dtype="bf16")
+    method = build_method({"method": "simple"}, backbone, seed=0)
+    batch = backbone.encode(INPUTS, None, max_input_tokens=16, max_target_tokens=4)
+    calls = []
+    original = fast.causal_prefill
+    monkeypatch.setattr(fast, "causal_prefill", lambda *args: calls.append(1) or original(*args))
+    quick = backbone.next_token_logits(batch, method)
+    backbone.fast_prefill = False
+    slow = backbone.next_token_logits(batch, method)
+    assert calls == [1]
+    assert torch.nn.functional.cosine_similarity(quick.flatten(), slow.flatten(), dim=0) > 0.999
+    assert (quick - slow).abs().max() <= 0.05 * slow.abs().max()

@@ -50,6 +50,9 @@ class Backbone(Encoding, Loss, Generation, DropoutSwitch):
         #: Use the exact fast training loss of ``backbones/fast.py`` where it applies (Llama models, no dropout
         #: acting); ``False`` forces the plain Hugging Face forward (benchmarks compare both).
         self.fast_loss = True
+        #: Start greedy generation with the fast path's first step where ``fast.prefills`` says so (bf16/fp16 on a
+        #: CPU; Llama models); ``False`` keeps Hugging Face's forward for it.
+        self.fast_prefill = True
         self._hooks: list = []
         # The checkpoint's own dropout, recorded once so set_dropout(True) can bring it back.
         self._checkpoint_dropout = self._read_dropout()

@@ -33,6 +33,7 @@ the frozen network (dropout hooks live on modules this path does not call).
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
 
@@ -104,7 +105,8 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, mask: torch.
 
 def decoder_layer(layer, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, allowed: torch.Tensor | None,
                   rows: torch.Tensor, head_rows: torch.Tensor | None, sizes: tuple[int, int, int, int, int],
-                  one_prefix: bool, inline: torch.Tensor | None, which: torch.Tensor | None) -> torch.Tensor:
+                  one_prefix: bool, inline: torch.Tensor | None, which: torch.Tensor | None,
+                  keys_values: list | None = None) -> torch.Tensor:
     """One Llama decoder layer over the packed rows ``x [N, d]`` of :func:`causal_target_logits`; returns ``[N, d]``,
     or ``[len(head_rows), d]`` when ``head_rows`` names the only rows read afterwards.
 
@@ -112,7 +114,8 @@ def decoder_layer(layer, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, 
     length, shared-prompt rows ``Q = R * P`` at the top of ``x`` (``R`` prompts of ``P`` positions); ``rows [N - Q]``
     the flat ``[B * S]`` index of each suffix row; ``allowed`` the additive ``[S, P + S]`` or ``[B, 1, S, P + S]``
     mask when ``Q``; ``one_prefix``: every batch row shares the one prompt, else ``inline [B]`` (the row carries its
-    prompt itself) and ``which [B]`` (its shared prompt) place the prompts.
+    prompt itself) and ``which [B]`` (its shared prompt) place the prompts. ``keys_values``: a list the layer appends
+    its rotated keys and its values ``([N, Hkv, hd], [N, Hkv, hd])`` to, for a KV cache (eager calls only).
     """
     B, S, Q, R, P = sizes
     attn = layer.self_attn
@@ -141,6 +144,8 @@ def decoder_layer(layer, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, 
     q = _rope(attn.q_proj(h).view(N, heads, hd), cos, sin)
     k = _rope(attn.k_proj(h).view(N, kv_heads, hd), cos, sin)
     v = attn.v_proj(h).view(N, kv_heads, hd)
+    if keys_values is not None:
+        keys_values.append((k, v))
     if Q:  # one split per tensor (its backward is one cat), not a slice per use (a zero fill and a copy each)
         (q_shared, q_suffix), (k_shared, k_suffix), (v_shared, v_suffix) = (t.split([Q, N - Q]) for t in (q, k, v))
         out = attention(padded(q_suffix), padded(k_suffix, k_shared), padded(v_suffix, v_shared), mask=allowed,
@@ -242,6 +247,93 @@ def shared_prompts(prompt: torch.Tensor, prompt_mask: torch.Tensor | None, block
     return torch.stack([F.pad(part, (0, 0, 0, P - part.shape[0])) for part in parts]), lengths, which, inline
 
 
+@dataclasses.dataclass
+class PackedRows:
+    """The real tokens of a batch as one ``[Q + N_s, d]`` matrix, and where each one sits (see the module doc).
+
+    ``x``: the ``Q = R * P`` shared-prompt rows (``R`` prompts padded to ``P``), then the ``N_s`` real suffix tokens;
+    ``order [B, S]``: the permutation that moved each row's real suffix tokens to its front; ``mask [B, S]`` after it;
+    ``rows [N_s]``: the flat ``[B * S]`` index of each suffix row; ``lengths, which, inline [B]``: as
+    :func:`shared_prompts` returns them; ``cos, sin [Q + N_s, hd]``: rotary tables (``sin`` signed); ``allowed``:
+    the suffix rows' additive attention mask (None without shared prompts).
+    """
+
+    x: torch.Tensor
+    order: torch.Tensor
+    mask: torch.Tensor
+    rows: torch.Tensor
+    lengths: torch.Tensor
+    which: torch.Tensor
+    inline: torch.Tensor
+    cos: torch.Tensor
+    sin: torch.Tensor
+    allowed: torch.Tensor | None
+    sizes: tuple[int, int, int, int, int]   # (B, S, Q, R, P)
+
+    @property
+    def shared(self) -> tuple:
+        """``(one_prefix, inline, which)`` arguments of :func:`decoder_layer`."""
+        B, S, Q, R, P = self.sizes
+        one_prefix = R == 1 and not bool(self.inline.any())       # every row shares one prompt (unpacked)
+        return (one_prefix, None, None) if one_prefix else (False, self.inline, self.which)
+
+
+def pack_rows(backbone, prompt: torch.Tensor, suffix: torch.Tensor, mask: torch.Tensor,
+              prompt_mask: torch.Tensor | None, blocks: list[int] | None) -> PackedRows:
+    """Pack ``[prompt, suffix]`` rows: ``prompt [B, n, d]`` (``prompt_mask [B, n]``, ``blocks`` as in
+    :func:`causal_target_logits`) before ``suffix [B, S0, d]`` whose real positions ``mask [B, S0]`` marks. An
+    input-dependent prompt joins its rows' suffixes (then ``S = n + S0``), a shared one is computed once."""
+    inner = backbone.model.model
+    B, n, d = prompt.shape
+    device = suffix.device
+    prefix, lengths, which, inline = shared_prompts(prompt, prompt_mask, blocks)
+    if bool(inline.any()):  # an input-dependent prompt (ATTEMPT) is part of its rows
+        suffix = torch.cat([prompt, suffix], dim=1)
+        own = mask.new_ones(B, n) if prompt_mask is None else prompt_mask.bool()
+        mask = torch.cat([own & inline[:, None], mask], dim=1)
+    order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)
+    mask = mask.gather(1, order)
+    suffix = suffix.gather(1, order[..., None].expand(-1, -1, d))
+    R, P = prefix.shape[:2] if prefix is not None else (0, 0)       # shared prompts, the longest one's length
+    Q, S = R * P, suffix.shape[1]                                    # prefix rows of x; suffix length
+
+    rows = mask.flatten().nonzero().squeeze(1)                      # [N_s] flat indices of real suffix tokens
+    x = suffix.flatten(0, 1).index_select(0, rows)                   # [N_s, d]
+    positions = (lengths[:, None] + mask.long().cumsum(1) - 1).flatten().index_select(0, rows)
+    if Q:
+        x = torch.cat([prefix.flatten(0, 1), x], dim=0)             # [Q + N_s, d]
+        positions = torch.cat([torch.arange(P, device=device).repeat(R), positions])
+    cos, sin = inner.rotary_emb(x[None], positions[None])
+
+    allowed = None
+    if Q:  # suffix query i sees its row's shared prompt and suffix keys 0..i
+        allowed = torch.ones(S, P + S, dtype=torch.bool, device=device).tril(diagonal=P)
+        if not (R == 1 and not bool(inline.any())):
+            sees = torch.arange(P, device=device)[None, :] < lengths[:, None]          # [B, P]
+            allowed = torch.cat([sees[:, None, :].expand(B, S, P), allowed[:, P:].expand(B, S, S)], dim=2)[:, None]
+        # Additive, once (attention would build it from the boolean mask in every layer); in float32 on a CPU,
+        # where attention computes in float32 (exact: the values are 0 and -inf).
+        allowed = torch.where(allowed, 0.0, float("-inf")).to(torch.float32 if device.type == "cpu" else x.dtype)
+    return PackedRows(x, order, mask, rows, lengths, which, inline, cos[0], _signed_sin(sin[0]), allowed,
+                      (B, S, Q, R, P))
+
+
+def run_layers(backbone, packed: PackedRows, head_rows: torch.Tensor, *, compiled: bool,
+               keys_values: list | None = None) -> torch.Tensor:
+    """The decoder layers over ``packed.x``; returns the final-normed hidden states ``[len(head_rows), d]`` of the
+    rows ``head_rows`` (indices into ``packed.x``), the only ones the last layer computes past attention.
+    ``keys_values``: a list each layer appends its rotated keys and values to (:func:`decoder_layer`)."""
+    inner = backbone.model.model
+    last = len(inner.layers) - 1
+    x = packed.x
+    for index, layer in enumerate(inner.layers):
+        # Nothing after the last layer reads positions other than the LM head's: it keeps only those, in its own
+        # eager call (a second compiled graph would cost a compilation for one layer in thirty).
+        x = _run_layer(compiled and index != last, layer, x, packed.cos, packed.sin, packed.allowed, packed.rows,
+                       head_rows if index == last else None, packed.sizes, *packed.shared, keys_values)
+    return inner.norm(x)
+
+
 def causal_target_logits(backbone, prompt: torch.Tensor, embeds: torch.Tensor, attention_mask: torch.Tensor,
                          labels: torch.Tensor, prompt_mask: torch.Tensor | None = None,
                          blocks: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -252,62 +344,71 @@ def causal_target_logits(backbone, prompt: torch.Tensor, embeds: torch.Tensor, a
     the rows of each method of a packed group (``MethodRows.sizes``); each block's prompt is computed once when it
     is the same in all its rows. None: one block.
     """
-    model = backbone.model
-    inner = model.model
-    B, n, d = prompt.shape
-    device = embeds.device
-
+    B, n, _ = prompt.shape
     # One suffix per row: [input, target], real tokens moved to the front (padding at the end).
     target_mask = labels != IGNORE_INDEX
     suffix = torch.cat([embeds, backbone.embed(labels.clamp(min=0)).to(embeds.dtype)], dim=1)
     mask = torch.cat([attention_mask.bool(), target_mask], dim=1)
+    packed = pack_rows(backbone, prompt, suffix, mask, prompt_mask, blocks)
+    B, S, Q, R, P = packed.sizes
     seq_labels = torch.cat([torch.full_like(attention_mask, IGNORE_INDEX, dtype=labels.dtype), labels], dim=1)
-    prefix, lengths, which, inline = shared_prompts(prompt, prompt_mask, blocks)
-    if bool(inline.any()):  # an input-dependent prompt (ATTEMPT) is part of its rows
-        suffix = torch.cat([prompt, suffix], dim=1)
-        own = mask.new_ones(B, n) if prompt_mask is None else prompt_mask.bool()
-        mask = torch.cat([own & inline[:, None], mask], dim=1)
+    if bool(packed.inline.any()):  # an input-dependent prompt went before the suffix: it predicts nothing
         seq_labels = torch.cat([seq_labels.new_full((B, n), IGNORE_INDEX), seq_labels], dim=1)
-    order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)
-    mask = mask.gather(1, order)
-    seq_labels = seq_labels.gather(1, order)
-    suffix = suffix.gather(1, order[..., None].expand(-1, -1, d))
-    R, P = prefix.shape[:2] if prefix is not None else (0, 0)       # shared prompts, the longest one's length
-    Q, S = R * P, suffix.shape[1]                                    # prefix rows of x; suffix length
-
-    rows = mask.flatten().nonzero().squeeze(1)                      # [N_s] flat indices of real suffix tokens
-    x = suffix.flatten(0, 1).index_select(0, rows)                   # [N_s, d]
-    positions = (lengths[:, None] + mask.long().cumsum(1) - 1).flatten().index_select(0, rows)
+    seq_labels = seq_labels.gather(1, packed.order)
     # Position t is read by the LM head when token t + 1 is a target (never the last real token).
     next_labels = torch.cat([seq_labels[:, 1:], seq_labels.new_full((B, 1), IGNORE_INDEX)], dim=1)
-    next_labels = next_labels.flatten().index_select(0, rows)
+    next_labels = next_labels.flatten().index_select(0, packed.rows)
     head_rows = (next_labels != IGNORE_INDEX).nonzero().squeeze(1)
     targets = next_labels.index_select(0, head_rows)
-    head_batch_rows = rows.index_select(0, head_rows) // S          # the batch row of each target
-    if Q:
-        x = torch.cat([prefix.flatten(0, 1), x], dim=0)             # [Q + N_s, d]
-        positions = torch.cat([torch.arange(P, device=device).repeat(R), positions])
-        head_rows = head_rows + Q
-    cos, sin = inner.rotary_emb(x[None], positions[None])
-    cos, sin = cos[0], _signed_sin(sin[0])
+    head_batch_rows = packed.rows.index_select(0, head_rows) // S  # the batch row of each target
+    hidden = run_layers(backbone, packed, head_rows + Q, compiled=compiles(packed.x.dtype, packed.x.device))
+    return backbone._lm_head(hidden), targets, head_batch_rows       # [targets, V]
 
-    one_prefix = R == 1 and not bool(inline.any())                 # every row shares one prompt (unpacked)
-    allowed = None
-    if Q:  # suffix query i sees its row's shared prompt and suffix keys 0..i
-        allowed = torch.ones(S, P + S, dtype=torch.bool, device=device).tril(diagonal=P)
-        if not one_prefix:
-            sees = torch.arange(P, device=device)[None, :] < lengths[:, None]          # [B, P]
-            allowed = torch.cat([sees[:, None, :].expand(B, S, P), allowed[:, P:].expand(B, S, S)], dim=2)[:, None]
-        # Additive, once (attention would build it from the boolean mask in every layer); in float32 on a CPU,
-        # where attention computes in float32 (exact: the values are 0 and -inf).
-        allowed = torch.where(allowed, 0.0, float("-inf")).to(torch.float32 if device.type == "cpu" else x.dtype)
-    shared = (one_prefix, None if one_prefix else inline, None if one_prefix else which)
-    compiled = compiles(x.dtype, x.device)
-    last = len(inner.layers) - 1
-    for index, layer in enumerate(inner.layers):
-        # Nothing after the last layer reads positions other than the LM head's: it keeps only those, in its own
-        # eager call (a second compiled graph would cost a compilation for one layer in thirty).
-        x = _run_layer(compiled and index != last, layer, x, cos, sin, allowed, rows,
-                       head_rows if index == last else None, (B, S, Q, R, P), *shared)
-    logits = backbone._lm_head(inner.norm(x))                        # [targets, V]
-    return logits, targets, head_batch_rows
+
+def prefills(dtype: torch.dtype, device: torch.device) -> bool:
+    """Whether greedy generation starts with :func:`causal_prefill` for a backbone of ``dtype`` on ``device``: in
+    bf16/fp16 on a CPU, where the first step is compute-bound and half of it is padding and repeated prompts.
+    Elsewhere Hugging Face's forward runs it, so fp32 and CUDA generations stay what they were."""
+    return device.type == "cpu" and dtype in (torch.bfloat16, torch.float16)
+
+
+@torch.no_grad()
+def causal_prefill(backbone, prompt: torch.Tensor, embeds: torch.Tensor, attention_mask: torch.Tensor,
+                   prompt_mask: torch.Tensor | None = None, blocks: list[int] | None = None
+                   ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]] | None:
+    """Greedy generation's first step over ``[prompt, input]``, as Hugging Face's forward computes it, with the
+    padding, the repeated shared prompts and the last layer's unread positions left out.
+
+    Arguments as in :func:`causal_target_logits` (no labels). Returns ``(logits [B, V], cache)``: the next-token
+    logits at each row's last real token, and per layer the rotated keys and the values ``[B, Hkv, n + L, hd]``
+    laid out as ``Generation._causal_steps`` lays out its inputs (each row's real ``[prompt, input]`` tokens at the
+    end, zeros before them), ready to continue decoding with the Hugging Face KV cache. None when a row has no
+    input token (Hugging Face's path then runs the step).
+    """
+    B, n, _ = prompt.shape
+    L = embeds.shape[1]
+    packed = pack_rows(backbone, prompt, embeds, attention_mask.bool(), prompt_mask, blocks)
+    _, S, Q, R, P = packed.sizes
+    counts = packed.mask.sum(1)                                       # [B] real suffix tokens of each row
+    if not bool((counts > 0).all()):
+        return None
+    ends = counts.cumsum(0)                                           # suffix rows are row-major: b's last is ends[b] - 1
+    keys_values: list = []
+    hidden = run_layers(backbone, packed, ends - 1 + Q, compiled=False, keys_values=keys_values)
+    logits = backbone._lm_head(hidden).float()                        # [B, V]
+
+    # Slot t of row b holds its j-th real token, j = t - (width - length_b): a shared-prompt row while j < lengths[b],
+    # then its suffix rows; earlier slots are padding (the zero row appended below).
+    width = n + L
+    lengths = packed.lengths
+    j = torch.arange(width, device=embeds.device)[None, :] - (width - lengths - counts)[:, None]     # [B, width]
+    shared_source = packed.which[:, None] * P + j
+    suffix_source = Q + (ends - counts)[:, None] + (j - lengths[:, None])
+    zero_row = Q + packed.rows.shape[0]
+    source = torch.where(j < 0, zero_row, torch.where(j < lengths[:, None], shared_source, suffix_source)).flatten()
+    cache = []
+    for keys, values in keys_values:                                  # [Q + N_s, Hkv, hd] each
+        laid = [torch.cat([t, t.new_zeros(1, *t.shape[1:])]).index_select(0, source).view(B, width, *t.shape[1:])
+                .transpose(1, 2) for t in (keys, values)]
+        cache.append((laid[0], laid[1]))
+    return logits, cache

@@ -5,9 +5,11 @@ import contextlib
 from typing import Callable
 
 import torch
+from transformers import DynamicCache
 from transformers.modeling_outputs import BaseModelOutputWithPast
 
-from .batch import Batch, PromptMethod, _pack, _positions
+from . import fast
+from .batch import Batch, MethodRows, PromptMethod, _pack, _positions
 
 
 # The KV cache's name in model calls and outputs: later transformers 5.x renamed `past_key_values` to `cache`
@@ -55,10 +57,18 @@ class Generation:
 
     def _step_function(self, batch: Batch, method: PromptMethod | None):
         prompt, embeds, prompt_mask = self._prompted_inputs(batch, method)
+        first = None
+        if self.kind == "causal" and self.fast_prefill and fast.prefills(self.dtype, self.device) \
+                and fast.supported(self.model):
+            # The first step without padding or repeated prompts (backbones/fast.py); the later steps as below.
+            blocks = method.sizes if isinstance(method, MethodRows) else None
+            first = fast.causal_prefill(self, prompt, embeds, batch.attention_mask, prompt_mask, blocks)
         embeds, mask = self._with_prompt(prompt, embeds, batch.attention_mask, prompt_mask)
-        if self.kind == "seq2seq" and prompt_mask is not None:  # as in the loss: padding after [prompt, input]
-            mask, embeds = _pack(mask, embeds, left=False)
-        return (self._seq2seq_steps if self.kind == "seq2seq" else self._causal_steps)(embeds, mask)
+        if self.kind == "seq2seq":
+            if prompt_mask is not None:  # as in the loss: padding after [prompt, input]
+                mask, embeds = _pack(mask, embeds, left=False)
+            return self._seq2seq_steps(embeds, mask)
+        return self._causal_steps(embeds, mask, first)
 
     def _greedy(self, step: Callable, batch_size: int, max_new_tokens: int) -> list[list[int]]:
         """Drive a step function ``previous tokens [B] | None -> next-token logits [B, V]`` greedily."""
@@ -94,12 +104,20 @@ class Generation:
             return out.logits[:, -1].float()
         return step
 
-    def _causal_steps(self, embeds: torch.Tensor, mask: torch.Tensor):
-        """Step function for causal LMs: left-pack ``[pad, prompt, input]``, then one token at a time."""
+    def _causal_steps(self, embeds: torch.Tensor, mask: torch.Tensor, first=None):
+        """Step function for causal LMs: left-pack ``[pad, prompt, input]``, then one token at a time. ``first``:
+        the first step already computed, ``(logits [B, V], per-layer keys and values)`` in that layout
+        (:func:`~superpos.backbones.fast.causal_prefill`)."""
         mask, embeds = _pack(mask, embeds, left=True)
         state = {"mask": mask, "positions": _positions(mask), "past": None}
 
         def step(previous):
+            if previous is None and first is not None:
+                logits, keys_values = first
+                state["past"] = DynamicCache(config=self.model.config)
+                for index, (keys, values) in enumerate(keys_values):
+                    state["past"].update(keys, values, index)
+                return logits
             if previous is None:
                 inputs = {"inputs_embeds": embeds}
             else:

@@ -289,12 +289,20 @@ class Trainer:
         self.best_state: dict[str, torch.Tensor] | None = None  # the method's state at ``best``, on CPU
 
     def layers_note(self) -> dict:
-        """``{"decoder_layers": ...}`` where the fast loss compiled its layers, or tried (backbones/fast.py); else {}."""
+        """What the record says of the fast path (backbones/fast.py) beyond the dtype: ``decoder_layers`` where the
+        fast loss compiled its layers, or tried; ``generation_prefill: "fast path"`` where it computes greedy
+        generation's first step. Empty where neither applies (fp32, CUDA, T5, dropout on)."""
         backbone = self.backbone
-        if backbone.kind != "causal" or not backbone.fast_loss or not fast.supported(backbone.model):
+        if backbone.kind != "causal" or not fast.supported(backbone.model):
             return {}
-        state = fast.layers_state(backbone.dtype, backbone.device)
-        return {} if state == "eager" else {"decoder_layers": state}
+        note = {}
+        if backbone.fast_loss:
+            state = fast.layers_state(backbone.dtype, backbone.device)
+            if state != "eager":
+                note["decoder_layers"] = state
+        if backbone.fast_prefill and fast.prefills(backbone.dtype, backbone.device):
+            note["generation_prefill"] = "fast path"
+        return note
 
     def build(self) -> None:
         """Backbone, method and optimizer as a fresh run starts them (seeded, so always the same)."""
