@@ -1,4 +1,4 @@
-"""A faster, exact training loss for Llama-style causal backbones (SmolLM2, tiny-llama).
+"""A faster, exact training loss and first generation step for Llama-style causal backbones (SmolLM2, tiny-llama).
 
 ``Backbone.loss`` runs Hugging Face's ``LlamaModel`` over a padded ``[B, n + L + T]`` batch. For prompt
 tuning most of that work is avoidable, and this module avoids it without changing the result (the loss and
@@ -29,7 +29,10 @@ the prompt gradients agree with the Hugging Face path to float32 rounding; ``tes
    layers compute the same function; only bf16 rounding moves. fp32 and CUDA run the eager layers.
 
 Used by ``Backbone.loss`` when :func:`supported` says yes: a Llama architecture and no dropout acting in
-the frozen network (dropout hooks live on modules this path does not call).
+the frozen network (dropout hooks live on modules this path does not call). Greedy generation starts with it too
+in bf16/fp16 on a CPU (:func:`causal_prefill`, :func:`prefills`): the first step, over the whole ``[prompt, input]``
+batch, is the compute-bound one there, and points 1-3 halve it; its keys and values then fill Hugging Face's KV
+cache for the later one-token steps (``benchmarks/bench_generation.py``).
 """
 from __future__ import annotations
 
