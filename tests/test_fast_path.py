@@ -71,15 +71,22 @@ def test_full_fine_tuning_gets_the_same_weight_gradients():
 
 
 def test_dropout_and_hooks_take_the_standard_path(llama):
+    """Dropout acting (train mode) or anyone else's hook: the standard path. In eval mode the dropout switch's
+    own hooks do nothing, so the fast path (evaluation's first generation step) stays exact."""
     assert fast.supported(llama.model)
     llama.set_dropout(True, 0.1)
     llama.train_mode(True)
     try:
+        assert not fast.supported(llama.model) and fast.supported(llama.model, training=False)
+        llama.train_mode(False)
+        assert fast.supported(llama.model) and not fast.supported(llama.model, training=True)
+        handle = llama.model.model.layers[0].mlp.register_forward_hook(lambda module, args, output: None)
         assert not fast.supported(llama.model)
+        handle.remove()
     finally:
         llama.set_dropout(False)
         llama.train_mode(False)
-    assert fast.supported(llama.model)
+    assert fast.supported(llama.model) and fast.supported(llama.model, training=True)
     handle = llama.model.base_model.register_forward_pre_hook(lambda module, args: None)
     try:
         assert not fast.supported(llama.model)
@@ -264,17 +271,22 @@ def hugging_face_cache(backbone, batch, method):
     return backbone._lm_head(out.last_hidden_state[:, -1]).float(), mask, layers
 
 
-@pytest.mark.parametrize("kind", ["simple", "superpos", "per-example", "none", "packed", "packed-per-example"])
+@pytest.mark.parametrize("kind", ["simple", "superpos", "per-example", "none", "packed", "packed-per-example",
+                                  "dropout-on"])
 def test_the_fast_first_generation_step_is_hugging_faces(llama, kind, monkeypatch):
     """fp32: the fast path's first step gives Hugging Face's next-token logits and, at every real position, its
     rotated keys and values (zeros at padding, which the mask hides), so greedy decoding continues to the same
-    tokens; for one prompt, an input-dependent one, none, and a packed group of runs with prompts of two lengths."""
+    tokens; for one prompt, an input-dependent one, none, a packed group of runs with prompts of two lengths, and
+    a run with dropout on (generation runs in eval mode, where it does not act)."""
     from superpos.backbones import MethodRows
 
     inputs = INPUTS
     method = None
-    if kind in ("simple", "superpos", "per-example"):
-        method = build_method({"method": "simple" if kind == "per-example" else kind}, llama, seed=0)
+    if kind == "dropout-on":
+        llama = load_backbone("tiny-llama", dropout=True, dropout_rate=0.1)
+        assert llama._hooks and not fast.supported(llama.model, training=True)
+    if kind in ("simple", "superpos", "per-example", "dropout-on"):
+        method = build_method({"method": "superpos" if kind == "superpos" else "simple"}, llama, seed=0)
         if kind == "per-example":
             method = PerExample(method)
     elif kind.startswith("packed"):

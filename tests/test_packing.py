@@ -116,8 +116,9 @@ def test_dropout_on_or_bf16_gives_other_numbers_but_the_same_statistics(setting,
         for record in (ours, theirs):  # bf16 on a CPU compiles the fast path's layers; dropout takes the HF path
             layers = record["precision"].get("decoder_layers")
             assert layers is None if setting == "dropout on" else layers in ("compiled", fast_layers_state())
-            prefill = record["precision"].get("generation_prefill")  # its generation's first step too
-            assert prefill is None if setting == "dropout on" else prefill == "fast path"
+            # generation's first step (in eval mode, where dropout does not act) wherever the dtype is bf16
+            reduced = record["precision"]["dtype"] == "bf16"
+            assert record["precision"].get("generation_prefill") == ("fast path" if reduced else None)
         ours_losses, their_losses = [v for _, v in ours["loss_curve"]], [v for _, v in theirs["loss_curve"]]
         if setting == "dropout on":
             assert ours_losses != their_losses  # other masks

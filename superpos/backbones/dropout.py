@@ -17,6 +17,10 @@ def _sublayer_dropout(rate: float, module: nn.Module, args, output):
     return F.dropout(output, rate, training=True)
 
 
+def is_sublayer_dropout(hook) -> bool:
+    """Whether a forward hook is :meth:`DropoutSwitch.set_dropout`'s sublayer dropout (inert in eval mode)."""
+    return isinstance(hook, functools.partial) and hook.func is _sublayer_dropout
+
 
 # Float attributes that models read at forward time as a dropout probability (T5Attention.dropout,
 # LlamaAttention.attention_dropout, ...). ``nn.Dropout`` modules are handled separately.

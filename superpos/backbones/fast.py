@@ -43,16 +43,20 @@ import warnings
 import torch
 import torch.nn.functional as F
 
+from .dropout import is_sublayer_dropout
+
 IGNORE_INDEX = -100
 
 
-def supported(model) -> bool:
-    """True for Hugging Face Llama models (exact module types) whose dropout is not acting."""
+def supported(model, *, training: bool | None = None) -> bool:
+    """True for Hugging Face Llama models (exact module types) whose dropout is not acting: in eval mode, or in
+    train mode with dropout off. ``training``: judge for that mode instead of the model's current one."""
     try:
         from transformers.models.llama.modeling_llama import (LlamaAttention, LlamaDecoderLayer, LlamaMLP,
                                                               LlamaModel, LlamaRMSNorm)
     except ImportError:  # pragma: no cover - transformers without Llama
         return False
+    training = model.training if training is None else training
     inner = getattr(model, "model", None)
     if type(inner) is not LlamaModel or not len(inner.layers) or getattr(inner, "rotary_emb", None) is None:
         return False
@@ -61,16 +65,18 @@ def supported(model) -> bool:
                 and type(layer.mlp) is LlamaMLP and type(layer.input_layernorm) is LlamaRMSNorm
                 and type(layer.post_attention_layernorm) is LlamaRMSNorm):
             return False
-        if model.training and layer.self_attn.attention_dropout:
+        if training and layer.self_attn.attention_dropout:
             return False
-        if _hooked(layer) or _hooked(layer.self_attn) or _hooked(layer.mlp):
-            return False  # dropout hooks (Backbone.set_dropout) or someone else's: take the standard path
-    return not (_hooked(model) or _hooked(inner))
+        if any(_hooked(module, training) for module in (layer, layer.self_attn, layer.mlp)):
+            return False  # dropout hooks acting (Backbone.set_dropout) or someone else's: take the standard path
+    return not (_hooked(model, training) or _hooked(inner, training))
 
 
-def _hooked(module) -> bool:
-    """Forward (pre-)hooks on a module this path would skip calling."""
-    return bool(module._forward_hooks or module._forward_pre_hooks)
+def _hooked(module, training: bool) -> bool:
+    """Forward (pre-)hooks on a module this path would skip calling; the dropout switch's own sublayer dropout
+    only in train mode, the only mode it acts in."""
+    hooks = [hook for hook in module._forward_hooks.values() if training or not is_sublayer_dropout(hook)]
+    return bool(hooks or module._forward_pre_hooks)
 
 
 def _signed_sin(sin: torch.Tensor) -> torch.Tensor:

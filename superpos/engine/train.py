@@ -291,16 +291,18 @@ class Trainer:
     def layers_note(self) -> dict:
         """What the record says of the fast path (backbones/fast.py) beyond the dtype: ``decoder_layers`` where the
         fast loss compiled its layers, or tried; ``generation_prefill: "fast path"`` where it computes greedy
-        generation's first step. Empty where neither applies (fp32, CUDA, T5, dropout on)."""
+        generation's first step (evaluation runs in eval mode, where dropout does not act). Empty where neither
+        applies (fp32, CUDA, T5)."""
         backbone = self.backbone
-        if backbone.kind != "causal" or not fast.supported(backbone.model):
+        if backbone.kind != "causal":
             return {}
         note = {}
-        if backbone.fast_loss:
+        if backbone.fast_loss and fast.supported(backbone.model, training=True):
             state = fast.layers_state(backbone.dtype, backbone.device)
             if state != "eager":
                 note["decoder_layers"] = state
-        if backbone.fast_prefill and fast.prefills(backbone.dtype, backbone.device):
+        if backbone.fast_prefill and fast.prefills(backbone.dtype, backbone.device) \
+                and fast.supported(backbone.model, training=False):
             note["generation_prefill"] = "fast path"
         return note
 
