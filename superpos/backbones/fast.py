@@ -282,9 +282,12 @@ class PackedRows:
     @property
     def shared(self) -> tuple:
         """``(one_prefix, inline, which)`` arguments of :func:`decoder_layer`."""
-        B, S, Q, R, P = self.sizes
-        one_prefix = R == 1 and not bool(self.inline.any())       # every row shares one prompt (unpacked)
-        return (one_prefix, None, None) if one_prefix else (False, self.inline, self.which)
+        return (True, None, None) if self.one_prefix else (False, self.inline, self.which)
+
+    @property
+    def one_prefix(self) -> bool:
+        """Every row shares the one prompt (an unpacked run with an input-independent prompt)."""
+        return self.sizes[3] == 1 and not bool(self.inline.any())
 
 
 def pack_rows(backbone, prompt: torch.Tensor, suffix: torch.Tensor, mask: torch.Tensor,
@@ -314,17 +317,18 @@ def pack_rows(backbone, prompt: torch.Tensor, suffix: torch.Tensor, mask: torch.
         positions = torch.cat([torch.arange(P, device=device).repeat(R), positions])
     cos, sin = inner.rotary_emb(x[None], positions[None])
 
-    allowed = None
+    packed = PackedRows(x, order, mask, rows, lengths, which, inline, cos[0], _signed_sin(sin[0]), None,
+                        (B, S, Q, R, P))
     if Q:  # suffix query i sees its row's shared prompt and suffix keys 0..i
         allowed = torch.ones(S, P + S, dtype=torch.bool, device=device).tril(diagonal=P)
-        if not (R == 1 and not bool(inline.any())):
+        if not packed.one_prefix:
             sees = torch.arange(P, device=device)[None, :] < lengths[:, None]          # [B, P]
             allowed = torch.cat([sees[:, None, :].expand(B, S, P), allowed[:, P:].expand(B, S, S)], dim=2)[:, None]
         # Additive, once (attention would build it from the boolean mask in every layer); in float32 on a CPU,
         # where attention computes in float32 (exact: the values are 0 and -inf).
-        allowed = torch.where(allowed, 0.0, float("-inf")).to(torch.float32 if device.type == "cpu" else x.dtype)
-    return PackedRows(x, order, mask, rows, lengths, which, inline, cos[0], _signed_sin(sin[0]), allowed,
-                      (B, S, Q, R, P))
+        packed.allowed = torch.where(allowed, 0.0, float("-inf")).to(torch.float32 if device.type == "cpu"
+                                                                      else x.dtype)
+    return packed
 
 
 def run_layers(backbone, packed: PackedRows, head_rows: torch.Tensor, *, compiled: bool,
