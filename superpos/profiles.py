@@ -91,8 +91,9 @@ class Profile:
 QUICK_BUDGET = dict(epochs=1, max_steps=48, batch_size=8, eval_every=24, eval_batch_size=64, train_limit=384,
                     eval_limit=64, max_input_tokens=64, dropout_rate=0.1, protocol="paper")
 #: cpu: the seeded reference. 3 seeds x 3 tasks, 100 steps per run (800 examples, most of an epoch of the BBC
-#: suite's 1,000), evaluated every 25 steps on 64 examples: 114 runs, ~11k steps, about 6 hours on a 2-core AVX2
-#: CPU in fp32 (~2.5 with native bf16).
+#: suite's 1,000), evaluated every 25 steps on 64 examples: 114 runs, ~11k steps; on a 2-core CPU about 8 hours of
+#: training and evaluation in fp32 (its records, each configuration at its median pace) and about 4 with native
+#: bf16 (projected from six of its runs retrained in bf16; README, "Reference results").
 CPU_BUDGET = dict(epochs=1, max_steps=100, batch_size=8, eval_every=25, eval_batch_size=64, train_limit=800,
                   eval_limit=64, max_input_tokens=96, dropout_rate=0.1, protocol="paper")
 CPU_TASKS = ("bbc-topic", "bbc-same-topic", "bbc-next")
