@@ -234,9 +234,14 @@ def _command_run(args) -> int:
     if record["status"] != "done":
         print(f"{config.label()}: {state}: {record.get('reason') or 'no reason recorded'}; record {where}")
         return 1
-    print(f"{config.label()}: {state}; score {test.get('score')} (lenient {test.get('lenient_score')}, "
-          f"invalid {test.get('invalid_rate')}) at step {best.get('step')}; record {where}")
+    print(f"{config.label()}: {state}; score {_shown(test.get('score'))} (lenient {_shown(test.get('lenient_score'))}, "
+          f"invalid labels {_shown(test.get('invalid_rate'), 100)} %) at step {best.get('step')}; record {where}")
     return 0
+
+
+def _shown(value, scale: float = 1.0) -> str:
+    """A score for a summary line: one decimal (records keep every digit); ``-`` where there is none."""
+    return "-" if value is None else f"{value * scale:.1f}"
 
 
 def _command_grid(args) -> int:
