@@ -363,7 +363,7 @@ def causal_target_logits(backbone, prompt: torch.Tensor, embeds: torch.Tensor, a
     suffix = torch.cat([embeds, backbone.embed(labels.clamp(min=0)).to(embeds.dtype)], dim=1)
     mask = torch.cat([attention_mask.bool(), target_mask], dim=1)
     packed = pack_rows(backbone, prompt, suffix, mask, prompt_mask, blocks)
-    B, S, Q, R, P = packed.sizes
+    S, Q = packed.sizes[1:3]                                          # suffix length, shared-prompt rows
     seq_labels = torch.cat([torch.full_like(attention_mask, IGNORE_INDEX, dtype=labels.dtype), labels], dim=1)
     if bool(packed.inline.any()):  # an input-dependent prompt went before the suffix: it predicts nothing
         seq_labels = torch.cat([seq_labels.new_full((B, n), IGNORE_INDEX), seq_labels], dim=1)
@@ -401,11 +401,11 @@ def causal_prefill(backbone, prompt: torch.Tensor, embeds: torch.Tensor, attenti
     B, n, _ = prompt.shape
     L = embeds.shape[1]
     packed = pack_rows(backbone, prompt, embeds, attention_mask.bool(), prompt_mask, blocks)
-    _, S, Q, R, P = packed.sizes
+    Q, P = packed.sizes[2], packed.sizes[4]                           # shared-prompt rows, longest shared prompt
     counts = packed.mask.sum(1)                                       # [B] real suffix tokens of each row
     if not bool((counts > 0).all()):
         return None
-    ends = counts.cumsum(0)                                           # suffix rows are row-major: b's last is ends[b] - 1
+    ends = counts.cumsum(0)                      # suffix rows are row-major: row b's last is ends[b] - 1
     keys_values: list = []
     hidden = run_layers(backbone, packed, ends - 1 + Q, compiled=False, keys_values=keys_values)
     logits = backbone._lm_head(hidden).float()                        # [B, V]
