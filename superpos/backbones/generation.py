@@ -58,8 +58,7 @@ class Generation:
     def _step_function(self, batch: Batch, method: PromptMethod | None):
         prompt, embeds, prompt_mask = self._prompted_inputs(batch, method)
         first = None
-        if self.kind == "causal" and self.fast_prefill and fast.prefills(self.dtype, self.device) \
-                and fast.supported(self.model):
+        if self.fast_first_step():
             # The first step without padding or repeated prompts (backbones/fast.py); the later steps as below.
             blocks = method.sizes if isinstance(method, MethodRows) else None
             first = fast.causal_prefill(self, prompt, embeds, batch.attention_mask, prompt_mask, blocks)
@@ -69,6 +68,13 @@ class Generation:
                 mask, embeds = _pack(mask, embeds, left=False)
             return self._seq2seq_steps(embeds, mask)
         return self._causal_steps(embeds, mask, first)
+
+    def fast_first_step(self) -> bool:
+        """Whether greedy generation's first step goes through the fast path (:func:`fast.causal_prefill`): a Llama
+        backbone in bf16/fp16 on a CPU, ``fast_prefill`` on. Generation runs in eval mode, where dropout does not
+        act."""
+        return (self.kind == "causal" and self.fast_prefill and fast.prefills(self.dtype, self.device)
+                and fast.supported(self.model, training=False))
 
     def _greedy(self, step: Callable, batch_size: int, max_new_tokens: int) -> list[list[int]]:
         """Drive a step function ``previous tokens [B] | None -> next-token logits [B, V]`` greedily."""

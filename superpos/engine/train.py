@@ -301,8 +301,7 @@ class Trainer:
             state = fast.layers_state(backbone.dtype, backbone.device)
             if state != "eager":
                 note["decoder_layers"] = state
-        if backbone.fast_prefill and fast.prefills(backbone.dtype, backbone.device) \
-                and fast.supported(backbone.model, training=False):
+        if backbone.fast_first_step():
             note["generation_prefill"] = "fast path"
         return note
 
