@@ -5,7 +5,7 @@ For each backbone shape (SmolLM2-135M, T5 v1.1 Small, T5 v1.1 Base; random weigh
 cost what trained weights cost) and each group size R, the engine's own packed step
 (``superpos.engine.packed.PackedGroup.train_step``: R runs' batches concatenated, each row with its own run's
 prompt, one forward and one backward, R AdamW steps) is timed on real text: R SuperPos runs (m = 128, n = 10,
-seeds 0..R-1) on ``--task`` (bbc-topic: a headline and the article's first sentence, about 50 tokens on average
+seeds 0..R-1; ``--methods`` cycles through others, e.g. the offline profile's mix) on ``--task`` (bbc-topic: a headline and the article's first sentence, about 50 tokens on average
 and at most ~100 with the test tokenizers, so the 256-token cap is not reached; bbc-copa's inputs are about
 twice as long), each with the paper's batch of 32, each batch padded to its longest input. The tokenizers are the
 tiny test ones (``superpos.backbones.tiny``); only the token counts matter for the cost, and tokens/s counts the
@@ -20,8 +20,9 @@ Each setting: ``--warmup`` untimed steps, then ``--steps`` timed ones (CUDA sync
 memory is reported as such and the larger R of that shape are skipped.
 
 ``--count-ops`` also counts the ATen operators of one packed step (forward, backward, the R AdamW steps), views
-apart: on a GPU each other operator launches a kernel, so at small R their number sets the step time; on a CPU
-it is what can be measured of that cost without a GPU.
+apart, and the syncs among them (``SYNC_OPERATORS``: the host reads a value the device computed): on a GPU each
+other operator launches a kernel, so at small R their number sets the step time, and each sync stops the host from
+queuing work ahead of the GPU; on a CPU it is what can be measured of that cost without a GPU.
 
 Usage: ``python benchmarks/bench_packing.py --device cuda [--shapes smollm2-135m,t5-small,t5-base]
 [--packs 1,4,16,64] [--count-ops]``; writes ``results/bench/bench_packing.json`` (``--out``).
@@ -95,23 +96,42 @@ def peak_mb(device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def count_operators(step) -> tuple[int, int]:
-    """``(operators, views)`` that one call of ``step()`` dispatches to ATen, forward, backward and optimizer. On a
-    GPU each operator that is not a view launches at least one kernel: at small batches their count, not their
-    FLOPs, sets the step time."""
+#: ATen operators after which the host reads a value the device computed: on a GPU each waits for the GPU to finish
+#: everything queued before it. A CPU run sees these two; a ``.tolist()`` of a CUDA tensor (a copy to the CPU) is
+#: not seen on a CPU, so the count is a lower bound there.
+SYNC_OPERATORS = ("_local_scalar_dense", "nonzero")
+
+
+def count_operators(step) -> dict:
+    """What one call of ``step()`` dispatches to ATen: ``operators`` (views included), ``views``, ``syncs`` (of
+    :data:`SYNC_OPERATORS`) and ``optimizer_operators`` (the part inside the R AdamW steps, views included).
+
+    On a GPU each operator that is not a view launches at least one kernel: at small batches their count, not their
+    FLOPs, sets the step time; each sync also stops the host from running ahead. Syncs inside the optimizers are
+    not counted: a CPU's AdamW reads its step counters, which live on the CPU on every device; on a GPU the engine's
+    AdamW is the fused one (``engine.train``), one kernel per run, so ``optimizer_operators`` is the CPU's count."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    class Count(TorchDispatchMode):
-        operators = views = 0
+    counts = dict(operators=0, views=0, syncs=0, optimizer_operators=0)
+    regions: list[bool] = []  # open record_function regions: is each an optimizer's?
 
+    class Count(TorchDispatchMode):
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            Count.operators += 1
-            Count.views += bool(func.is_view)
+            name = func.overloadpacket.__name__
+            if name == "_record_function_enter_new":
+                regions.append(str(args[0]).startswith("Optimizer."))
+            inside = any(regions)
+            if name == "_record_function_exit" and regions:
+                regions.pop()
+            counts["operators"] += 1
+            counts["views"] += bool(func.is_view)
+            counts["syncs"] += name in SYNC_OPERATORS and not inside
+            counts["optimizer_operators"] += inside
             return func(*args, **(kwargs or {}))
 
     with Count():
         step()
-    return Count.operators, Count.views
+    return counts
 
 
 def measure(backbone, pack: int, args, store) -> dict:
@@ -127,8 +147,8 @@ def measure(backbone, pack: int, args, store) -> dict:
     trainers = []
     for seed in range(pack):
         config = RunConfig(backbone="tiny-llama" if backbone.kind == "causal" else "tiny-t5", task=args.task,
-                           method="superpos", seed=seed, batch_size=args.batch_size, max_steps=steps,
-                           eval_every=0, train_limit=args.batch_size * steps, eval_limit=args.eval_examples,
+                           method=args.methods[seed % len(args.methods)], seed=seed, batch_size=args.batch_size,
+                           max_steps=steps, eval_every=0, train_limit=args.batch_size * steps, eval_limit=args.eval_examples,
                            max_input_tokens=args.max_input_tokens, device=str(backbone.device), dtype=args.dtype,
                            dropout=False, protocol="paper")
         trainers.append(Trainer(config, f"bench-{pack}-{seed}", store, None, progress=False, backbone=backbone))
@@ -153,7 +173,8 @@ def measure(backbone, pack: int, args, store) -> dict:
     train_peak = peak_mb(device)
     counted = {}
     if args.count_ops:  # one more step, untimed: the counting mode itself costs host time
-        counted["operators_per_step"], counted["views_per_step"] = count_operators(lambda: group.train_step(trainers))
+        counted = {f"{key}_per_step": value
+                   for key, value in count_operators(lambda: group.train_step(trainers)).items()}
     for trainer in trainers:
         trainer.method.eval()
     backbone.model.eval()
@@ -183,6 +204,9 @@ def main(argv=None) -> int:
     parser.add_argument("--shapes", default=",".join(SHAPES), help=f"Comma-separated subset of {', '.join(SHAPES)}.")
     parser.add_argument("--packs", default="1,4,16,64", help="Group sizes R to time.")
     parser.add_argument("--task", default="bbc-topic", help="The runs' task (its inputs set the lengths).")
+    parser.add_argument("--methods", default="superpos",
+                        help="Comma-separated methods the R runs cycle through (seed i takes the i-th mod their "
+                             "number), e.g. simple,residual,superpos,ept for the offline profile's mix.")
     parser.add_argument("--batch-size", type=int, default=32, help="Rows per run and step (the paper's: 32).")
     parser.add_argument("--max-input-tokens", type=int, default=256, help="Input cap (the paper profile's: 256).")
     parser.add_argument("--steps", type=int, default=5, help="Timed steps per setting.")
@@ -201,12 +225,21 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"unknown shape(s) {', '.join(unknown)}; known: {', '.join(SHAPES)}")
     packs = sorted(int(p) for p in args.packs.split(","))
+    from superpos.methods import METHODS
+
+    args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unusable = [m for m in args.methods if m not in METHODS or m in ("full", "attempt")]
+    if unusable or not args.methods:
+        parser.error(f"--methods: {', '.join(unusable) or 'none given'}: give prompt methods that pack without "
+                     f"source prompts ({', '.join(m for m in METHODS if m not in ('full', 'attempt'))})")
     device = resolve_device(args.device)
     precision, why = resolve_precision(args.dtype, device)
     args.dtype = precision
     where = device_name(device)
     print(f"packed training on {where}, {precision} ({why}); batch {args.batch_size} per run, inputs cut at "
-          f"{args.max_input_tokens} tokens, SuperPos m=128 n=10; median of {args.steps} steps after {args.warmup}"
+          f"{args.max_input_tokens} tokens, "
+          + ("SuperPos m=128 n=10" if args.methods == ["superpos"] else f"methods {','.join(args.methods)} (n=10)")
+          + f"; median of {args.steps} steps after {args.warmup}"
           + ("" if args.task == "bbc-topic" else f"; task {args.task}")
           + ("; no autocast" if args.no_autocast else ""), flush=True)
     rows, started = [], time.perf_counter()
@@ -228,7 +261,8 @@ def main(argv=None) -> int:
                 print(f"{shape:>13} R={pack:<3} {row['step_s'] * 1000:8.1f} ms/step {row['examples_per_s']:9.1f} ex/s "
                       f"{row['tokens_per_s']:11.0f} tok/s  peak {row['peak_mb']:8.0f} MB  eval "
                       f"{row['eval_examples_per_s']:8.1f} ex/s"
-                      + (f"  {row['operators_per_step']} ops/step ({row['views_per_step']} views)"
+                      + (f"  {row['operators_per_step']} ops/step ({row['views_per_step']} views, "
+                         f"{row['optimizer_operators_per_step']} in AdamW; {row['syncs_per_step']} syncs)"
                          if args.count_ops else ""), flush=True)
                 if device.type == "cuda":
                     torch.cuda.empty_cache()

@@ -93,6 +93,7 @@ def test_encode_pads_dynamically_and_truncates_inputs(tiny):
     for row in batch.labels:
         real = row[row != IGNORE_INDEX]
         assert real[-1].item() == tiny.eos_token_id
+    assert batch.counted_tokens is not None  # counted from the token lists, never read back from the device
     assert batch.token_count == int(batch.attention_mask.sum()) + int((batch.labels != IGNORE_INDEX).sum())
     short = tiny.encode(["a great film"], None, max_input_tokens=64, max_target_tokens=3)
     assert short.labels is None and short.input_ids.shape[1] < 8

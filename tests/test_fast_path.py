@@ -261,7 +261,7 @@ def hugging_face_cache(backbone, batch, method):
     from superpos.backbones.batch import _pack, _positions
     from superpos.backbones.generation import _CACHE
 
-    prompt, embeds, prompt_mask = backbone._prompted_inputs(batch, method)
+    prompt, embeds, prompt_mask, _ = backbone._prompted_inputs(batch, method)
     embeds, mask = backbone._with_prompt(prompt, embeds, batch.attention_mask, prompt_mask)
     mask, embeds = _pack(mask, embeds, left=True)
     out = backbone.model.base_model(inputs_embeds=embeds, attention_mask=mask, position_ids=_positions(mask),
@@ -298,8 +298,7 @@ def test_the_fast_first_generation_step_is_hugging_faces(llama, kind, monkeypatc
     batch = llama.encode(inputs, None, max_input_tokens=16, max_target_tokens=4)
     assert (batch.attention_mask == 0).any()
     expected_logits, mask, expected_cache = hugging_face_cache(llama, batch, method)
-    prompt, embeds, prompt_mask = llama._prompted_inputs(batch, method)
-    blocks = method.sizes if isinstance(method, MethodRows) else None
+    prompt, embeds, prompt_mask, blocks = llama._prompted_inputs(batch, method)
     logits, cache = fast.causal_prefill(llama, prompt, embeds, batch.attention_mask, prompt_mask, blocks)
     assert torch.allclose(logits, expected_logits, rtol=1e-4, atol=1e-4)
     assert len(cache) == len(expected_cache)

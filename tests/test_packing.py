@@ -164,6 +164,42 @@ def test_one_packed_forward_gives_each_method_its_own_loss_and_gradient(path, re
             assert float((a - b).norm()) <= 1e-4 * float(b.norm()) + 1e-9, method.name
 
 
+@pytest.mark.parametrize("backbone", ["tiny-llama", "tiny-t5"])
+def test_a_packed_step_reads_the_device_no_more_often_for_more_runs(backbone, tmp_path):
+    """On a GPU each value read back (``.item()``, ``bool(t)``, ``nonzero``) waits for the work queued before it. A
+    packed step's forward, loss and backward read the same number for 2 runs as for 6: none per run (the AdamW
+    steps aside: their step counters live on the CPU on every device)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from superpos.engine.train import Trainer
+
+    def reads(pack: int) -> int:
+        store = ResultsStore(tmp_path / str(pack))
+
+        def trainer(index: int, shared=None) -> Trainer:
+            method = ["simple", "superpos", "ept", "residual"][index % 4]
+            return Trainer(config(method, backbone, seed=index, method_config={"m": 16} if method == "superpos" else {}),
+                           f"reads-{pack}-{index}", store, None, progress=False, backbone=shared)
+
+        trainers = [trainer(0)]
+        trainers += [trainer(index, trainers[0].backbone) for index in range(1, pack)]
+        group = PackedGroup(trainers, progress=False)
+        for one in trainers:  # left out: AdamW reads its step counters, on the CPU on every device
+            one.optimizer.step = lambda *args, **kwargs: None
+        count = {"n": 0}
+
+        class Reads(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                count["n"] += func.overloadpacket.__name__ in ("_local_scalar_dense", "nonzero")
+                return func(*args, **(kwargs or {}))
+
+        with Reads():
+            assert not group.train_step(trainers)
+        return count["n"]
+
+    assert reads(2) == reads(6)
+
+
 # ---------------------------------------------------------------- what runs alone, and what is left out
 def test_full_fine_tuning_and_incompatible_runs_are_never_packed():
     configs = [config("simple"), config("full"), config("superpos", method_config={"m": 16}),

@@ -41,6 +41,8 @@ class Batch:
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
     labels: torch.Tensor | None = None
+    #: ``token_count`` as the encoder counted it from the token lists: reading it never waits on a GPU.
+    counted_tokens: int | None = dataclasses.field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
@@ -48,6 +50,8 @@ class Batch:
     @property
     def token_count(self) -> int:
         """Real (non-padding) input plus target tokens; prompt vectors not counted."""
+        if self.counted_tokens is not None:
+            return self.counted_tokens
         count = int(self.attention_mask.sum())
         if self.labels is not None:
             count += int((self.labels != IGNORE_INDEX).sum())
@@ -55,7 +59,7 @@ class Batch:
 
     def to(self, device) -> "Batch":
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
-        return Batch(move(self.input_ids), move(self.attention_mask), move(self.labels))
+        return Batch(move(self.input_ids), move(self.attention_mask), move(self.labels), self.counted_tokens)
 
     @staticmethod
     def concat(batches: list["Batch"], pad_token_id: int) -> "Batch":
@@ -77,28 +81,35 @@ class MethodRows:
 
     Called like a method, it returns ``(prompt [B, n, d], inputs_embeds [B, L, d], prompt_mask [B, n])`` with
     ``n`` the longest prompt: a shorter prompt is padded at its start, ``prompt_mask`` 0 there, so every row
-    reads ``[padding, its prompt, its input]`` and the backbone moves the padding out of the way.
+    reads ``[padding, its prompt, its input]`` and the backbone moves the padding out of the way. After a call,
+    ``blocks`` describes each method's rows and prompt (``fast.PromptBlock``), read from shapes and layouts only.
     """
 
     def __init__(self, methods: list, sizes: list[int]):
         if len(methods) != len(sizes):
             raise ValueError(f"MethodRows: {len(methods)} methods for {len(sizes)} row blocks")
         self.methods, self.sizes = list(methods), [int(size) for size in sizes]
+        self.blocks: list[fast.PromptBlock] = []
 
     def __call__(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor):
+        if sum(self.sizes) != inputs_embeds.shape[0]:
+            raise ValueError(f"MethodRows: blocks of {sum(self.sizes)} rows for a batch of {inputs_embeds.shape[0]}")
         prompts, embeds, start = [], [], 0
         for method, size in zip(self.methods, self.sizes):
             prompt, rows = method(inputs_embeds[start:start + size], attention_mask[start:start + size])
             prompts.append(prompt)
             embeds.append(rows.to(inputs_embeds.dtype))
             start += size
-        if start != inputs_embeds.shape[0]:
-            raise ValueError(f"MethodRows: blocks of {sum(self.sizes)} rows for a batch of {inputs_embeds.shape[0]}")
-        n = max(prompt.shape[1] for prompt in prompts)
-        masks = [F.pad(attention_mask.new_ones(p.shape[:2]), (n - p.shape[1], 0)) for p in prompts]  # [b, n]
-        prompts = [F.pad(p.to(prompts[0].dtype), (0, 0, n - p.shape[1], 0)) for p in prompts]         # [b, n, d]
-        return torch.cat(prompts), torch.cat(embeds), torch.cat(masks)
-
+        self.blocks = [fast.PromptBlock(size, p.shape[1], fast.same_rows(p)) for size, p in zip(self.sizes, prompts)]
+        n = max(block.length for block in self.blocks)
+        row_lengths = fast.to_device([block.length for block in self.blocks for _ in range(block.rows)],
+                                     inputs_embeds.device)
+        positions = torch.arange(n, device=inputs_embeds.device)
+        prompt_mask = (positions >= n - row_lengths[:, None]).to(attention_mask.dtype)                  # [B, n]
+        dtype = prompts[0].dtype
+        prompts = [p.to(dtype) if p.shape[1] == n else F.pad(p.to(dtype), (0, 0, n - p.shape[1], 0))
+                   for p in prompts]                                                                     # [b, n, d]
+        return torch.cat(prompts), torch.cat(embeds), prompt_mask
 
 
 def _pack(mask: torch.Tensor, *tensors: torch.Tensor, left: bool) -> tuple[torch.Tensor, ...]:

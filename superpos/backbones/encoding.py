@@ -73,7 +73,8 @@ class Encoding:
                 labels = [ids[: max_target_tokens - 1] + [self.eos_token_id] for ids in plain]
         input_ids, attention_mask = self._pad(rows, self.pad_token_id)
         label_ids = None if labels is None else self._pad(labels, IGNORE_INDEX)[0]
-        return Batch(input_ids, attention_mask, label_ids).to(self.device)
+        counted = sum(map(len, rows)) + (0 if labels is None else sum(map(len, labels)))
+        return Batch(input_ids, attention_mask, label_ids, counted).to(self.device)
 
     def truncated_count(self, inputs: list[str], max_input_tokens: int) -> int:
         """How many of ``inputs`` :meth:`encode` would cut at ``max_input_tokens`` (same rule, same units)."""

@@ -11,8 +11,8 @@ the prompt gradients agree with the Hugging Face path to float32 rounding; ``tes
 2. **The prompt computed once per batch.** With an input-independent prompt (every method but ATTEMPT),
    the ``n`` prompt positions are the same in every row of the batch (causal attention: they see only each
    other), so their hidden states are computed once, not ``B`` times; the other rows attend to that one
-   copy. Gradients from all rows flow into it. A packed group's rows carry several runs' prompts, of several
-   lengths (``prompt_mask``): they go into every row, as ATTEMPT's do.
+   copy. Gradients from all rows flow into it. A packed group's runs (``PromptBlock``) each have theirs
+   computed once, of its own length; an input-dependent prompt goes into each of its rows.
 3. **The last layer only where the LM head reads.** After the last layer's attention, the output
    projection, MLP and final norm run only at the positions that predict a target token; the LM head
    (``V x d``, the largest matrix of a small model) runs only there too.
@@ -39,6 +39,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import warnings
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -229,31 +230,60 @@ def causal_loss(backbone, prompt: torch.Tensor, embeds: torch.Tensor, attention_
     return F.cross_entropy(logits.float(), targets, ignore_index=IGNORE_INDEX)
 
 
-def shared_prompts(prompt: torch.Tensor, prompt_mask: torch.Tensor | None, blocks: list[int] | None):
-    """The prompts computed once per block of rows: those of blocks (one method each) whose rows all hold the same
-    prompt (an input-independent method).
+class PromptBlock(NamedTuple):
+    """Consecutive rows of a batch that one method prompts (one run of a packed group; the whole batch alone)."""
 
-    Returns ``(prefix [R, P, d] or None, lengths [B], which [B], inline [B])``: the ``R`` shared prompts, real
+    rows: int     # how many rows
+    length: int   # its prompt's vectors (a shorter prompt than the batch's ``n`` is left-padded to it)
+    shared: bool  # every row holds the same prompt (an input-independent method): computed once
+
+
+def same_rows(prompt: torch.Tensor) -> bool:
+    """Whether every row of ``prompt [b, n, d]`` is one prompt, read from its layout alone (no value is read, so
+    no wait on a GPU): a single row, or one prompt expanded over the rows (stride 0), as every input-independent
+    method returns it. A prompt copied into each row counts as per-row: still exact, only not computed once."""
+    return prompt.shape[0] <= 1 or prompt.stride(0) == 0
+
+
+def to_device(values: list, device: torch.device, dtype: torch.dtype = torch.long) -> torch.Tensor:
+    """A host list as a tensor on ``device``. On a GPU through pinned memory and a non-blocking copy: a copy from
+    pageable memory would make the host wait for all work queued before it."""
+    tensor = torch.tensor(values, dtype=dtype)
+    return tensor.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else tensor
+
+
+def shared_prompts(prompt: torch.Tensor, blocks: list[PromptBlock] | None):
+    """The prompts computed once per block of rows: those of blocks whose rows all hold the same prompt.
+
+    ``blocks``: the batch's rows by method (None: one block, its sharing read by :func:`same_rows`). Returns
+    ``(prefix [R, P, d] or None, lengths [B], which [B], inline [B], any_inline)``: the ``R`` shared prompts, real
     vectors first, padded to the longest ``P``; the length of each row's shared prompt (0 when it has none); the
-    index of that prompt in ``prefix``; whether a row carries its prompt itself (ATTEMPT's input-dependent one).
+    index of that prompt in ``prefix``; whether a row carries its prompt itself (ATTEMPT's input-dependent one);
+    whether any row does (a Python bool, known without reading the device).
     """
     B, n, _ = prompt.shape
-    lengths = torch.zeros(B, dtype=torch.long, device=prompt.device)
-    which = torch.zeros(B, dtype=torch.long, device=prompt.device)
-    inline = torch.full((B,), n > 0, dtype=torch.bool, device=prompt.device)
-    parts, start = [], 0
-    for size in blocks or [B]:
-        rows = prompt[start:start + size]
-        if n > 0 and (size == 1 or bool((rows[1:] == rows[:1]).all())):
-            real = rows[0] if prompt_mask is None else rows[0][prompt_mask[start].bool()]
-            lengths[start:start + size], which[start:start + size] = real.shape[0], len(parts)
-            inline[start:start + size] = False
-            parts.append(real)
-        start += size
+    blocks = blocks or [PromptBlock(B, n, same_rows(prompt))]
+    lengths, which, inline, parts, start = [], [], [], [], 0
+    for block in blocks:
+        if n > 0 and block.shared:
+            parts.append(prompt[start, n - block.length:])   # left-padded: the real vectors are the last ones
+            lengths += [block.length] * block.rows
+            which += [len(parts) - 1] * block.rows
+            inline += [0] * block.rows
+        else:
+            lengths += [0] * block.rows
+            which += [0] * block.rows
+            inline += [int(n > 0)] * block.rows
+        start += block.rows
+    if start != B:
+        raise ValueError(f"shared_prompts: blocks of {start} rows for a batch of {B}")
+    lengths, which, inline = to_device([lengths, which, inline], prompt.device)     # one copy: [3, B]
+    any_inline = n > 0 and not all(block.shared for block in blocks)
     if not parts:
-        return None, lengths, which, inline
+        return None, lengths, which, inline.bool(), any_inline
     P = max(part.shape[0] for part in parts)
-    return torch.stack([F.pad(part, (0, 0, 0, P - part.shape[0])) for part in parts]), lengths, which, inline
+    prefix = torch.stack([part if part.shape[0] == P else F.pad(part, (0, 0, 0, P - part.shape[0])) for part in parts])
+    return prefix, lengths, which, inline.bool(), any_inline
 
 
 @dataclasses.dataclass
@@ -262,7 +292,7 @@ class PackedRows:
 
     ``x``: the ``Q = R * P`` shared-prompt rows (``R`` prompts padded to ``P``), then the ``N_s`` real suffix tokens;
     ``order [B, S]``: the permutation that moved each row's real suffix tokens to its front; ``mask [B, S]`` after it;
-    ``rows [N_s]``: the flat ``[B * S]`` index of each suffix row; ``lengths, which, inline [B]``: as
+    ``rows [N_s]``: the flat ``[B * S]`` index of each suffix row; ``lengths, which, inline [B]``, ``any_inline``: as
     :func:`shared_prompts` returns them; ``cos, sin [Q + N_s, hd]``: rotary tables (``sin`` signed); ``allowed``:
     the suffix rows' additive attention mask (None without shared prompts).
     """
@@ -278,6 +308,7 @@ class PackedRows:
     sin: torch.Tensor
     allowed: torch.Tensor | None
     sizes: tuple[int, int, int, int, int]   # (B, S, Q, R, P)
+    any_inline: bool                        # some row carries its prompt itself (``inline.any()``, known on the host)
 
     @property
     def shared(self) -> tuple:
@@ -287,19 +318,19 @@ class PackedRows:
     @property
     def one_prefix(self) -> bool:
         """Every row shares the one prompt (an unpacked run with an input-independent prompt)."""
-        return self.sizes[3] == 1 and not bool(self.inline.any())
+        return self.sizes[3] == 1 and not self.any_inline
 
 
 def pack_rows(backbone, prompt: torch.Tensor, suffix: torch.Tensor, mask: torch.Tensor,
-              prompt_mask: torch.Tensor | None, blocks: list[int] | None) -> PackedRows:
+              prompt_mask: torch.Tensor | None, blocks: list[PromptBlock] | None) -> PackedRows:
     """Pack ``[prompt, suffix]`` rows: ``prompt [B, n, d]`` (``prompt_mask [B, n]``, ``blocks`` as in
     :func:`causal_target_logits`) before ``suffix [B, S0, d]`` whose real positions ``mask [B, S0]`` marks. An
     input-dependent prompt joins its rows' suffixes (then ``S = n + S0``), a shared one is computed once."""
     inner = backbone.model.model
     B, n, d = prompt.shape
     device = suffix.device
-    prefix, lengths, which, inline = shared_prompts(prompt, prompt_mask, blocks)
-    if bool(inline.any()):  # an input-dependent prompt (ATTEMPT) is part of its rows
+    prefix, lengths, which, inline, any_inline = shared_prompts(prompt, blocks)
+    if any_inline:  # an input-dependent prompt (ATTEMPT) is part of its rows
         suffix = torch.cat([prompt, suffix], dim=1)
         own = mask.new_ones(B, n) if prompt_mask is None else prompt_mask.bool()
         mask = torch.cat([own & inline[:, None], mask], dim=1)
@@ -318,7 +349,7 @@ def pack_rows(backbone, prompt: torch.Tensor, suffix: torch.Tensor, mask: torch.
     cos, sin = inner.rotary_emb(x[None], positions[None])
 
     packed = PackedRows(x, order, mask, rows, lengths, which, inline, cos[0], _signed_sin(sin[0]), None,
-                        (B, S, Q, R, P))
+                        (B, S, Q, R, P), any_inline)
     if Q:  # suffix query i sees its row's shared prompt and suffix keys 0..i
         allowed = torch.ones(S, P + S, dtype=torch.bool, device=device).tril(diagonal=P)
         if not packed.one_prefix:
@@ -349,13 +380,13 @@ def run_layers(backbone, packed: PackedRows, head_rows: torch.Tensor, *, compile
 
 def causal_target_logits(backbone, prompt: torch.Tensor, embeds: torch.Tensor, attention_mask: torch.Tensor,
                          labels: torch.Tensor, prompt_mask: torch.Tensor | None = None,
-                         blocks: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                         blocks: list[PromptBlock] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(logits [N, V], targets [N], rows [N])`` at the ``N`` target tokens, with the batch row of each.
 
     Arguments as in :func:`causal_loss`; ``prompt_mask [B, n]`` (1 = a prompt vector) marks the prompt positions
     a row really has (runs of a packed group have prompts of several lengths); None means all of them. ``blocks``:
-    the rows of each method of a packed group (``MethodRows.sizes``); each block's prompt is computed once when it
-    is the same in all its rows. None: one block.
+    the rows of each method of a packed group (``MethodRows.blocks``); each block's prompt is computed once when it
+    is the same in all its rows. None: one block (:func:`shared_prompts`).
     """
     B, n, _ = prompt.shape
     # One suffix per row: [input, target], real tokens moved to the front (padding at the end).
@@ -365,7 +396,7 @@ def causal_target_logits(backbone, prompt: torch.Tensor, embeds: torch.Tensor, a
     packed = pack_rows(backbone, prompt, suffix, mask, prompt_mask, blocks)
     S, Q = packed.sizes[1:3]                                          # suffix length, shared-prompt rows
     seq_labels = torch.cat([torch.full_like(attention_mask, IGNORE_INDEX, dtype=labels.dtype), labels], dim=1)
-    if bool(packed.inline.any()):  # an input-dependent prompt went before the suffix: it predicts nothing
+    if packed.any_inline:  # an input-dependent prompt went before the suffix: it predicts nothing
         seq_labels = torch.cat([seq_labels.new_full((B, n), IGNORE_INDEX), seq_labels], dim=1)
     seq_labels = seq_labels.gather(1, packed.order)
     # Position t is read by the LM head when token t + 1 is a target (never the last real token).
@@ -387,7 +418,7 @@ def prefills(dtype: torch.dtype, device: torch.device) -> bool:
 
 @torch.no_grad()
 def causal_prefill(backbone, prompt: torch.Tensor, embeds: torch.Tensor, attention_mask: torch.Tensor,
-                   prompt_mask: torch.Tensor | None = None, blocks: list[int] | None = None
+                   prompt_mask: torch.Tensor | None = None, blocks: list[PromptBlock] | None = None
                    ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]] | None:
     """Greedy generation's first step over ``[prompt, input]``, as Hugging Face's forward computes it, with the
     padding, the repeated shared prompts and the last layer's unread positions left out.

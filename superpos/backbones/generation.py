@@ -9,7 +9,7 @@ from transformers import DynamicCache
 from transformers.modeling_outputs import BaseModelOutputWithPast
 
 from . import fast
-from .batch import Batch, MethodRows, PromptMethod, _pack, _positions
+from .batch import Batch, PromptMethod, _pack, _positions
 
 
 # The KV cache's name in model calls and outputs: later transformers 5.x renamed `past_key_values` to `cache`
@@ -56,11 +56,10 @@ class Generation:
             self.model.train(was_training)
 
     def _step_function(self, batch: Batch, method: PromptMethod | None):
-        prompt, embeds, prompt_mask = self._prompted_inputs(batch, method)
+        prompt, embeds, prompt_mask, blocks = self._prompted_inputs(batch, method)
         first = None
         if self.fast_first_step():
             # The first step without padding or repeated prompts (backbones/fast.py); the later steps as below.
-            blocks = method.sizes if isinstance(method, MethodRows) else None
             first = fast.causal_prefill(self, prompt, embeds, batch.attention_mask, prompt_mask, blocks)
         embeds, mask = self._with_prompt(prompt, embeds, batch.attention_mask, prompt_mask)
         if self.kind == "seq2seq":

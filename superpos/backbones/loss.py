@@ -12,19 +12,24 @@ class Loss:
     """Prompted inputs, the loss and per-token losses (mixed into :class:`~superpos.backbones.core.Backbone`)."""
 
     def _prompted_inputs(self, batch: Batch, method: PromptMethod | MethodRows | None):
-        """``(prompt [B, n, d], inputs_embeds [B, L, d], prompt_mask [B, n] or None)`` in the model's dtype; ``n``
-        is 0 without a method; ``prompt_mask`` is None when every row has all ``n`` prompt vectors (one method)."""
+        """``(prompt [B, n, d], inputs_embeds [B, L, d], prompt_mask [B, n] or None, blocks)`` in the model's dtype;
+        ``n`` is 0 without a method; ``prompt_mask`` is None when every row has all ``n`` prompt vectors (one
+        method); ``blocks`` (``fast.PromptBlock``) the rows of each method and whether its prompt is one for all of
+        them, read from the method's output before any cast (a cast copies an expanded prompt into every row)."""
         embeds = self.embed(batch.input_ids)
         if method is None:
-            return embeds.new_zeros(embeds.shape[0], 0, embeds.shape[2]), embeds, None
+            prompt = embeds.new_zeros(embeds.shape[0], 0, embeds.shape[2])
+            return prompt, embeds, None, [fast.PromptBlock(embeds.shape[0], 0, False)]
         if isinstance(method, MethodRows):
             prompt, embeds, prompt_mask = method(embeds, batch.attention_mask)
+            blocks = method.blocks
         else:
             (prompt, embeds), prompt_mask = method(embeds, batch.attention_mask), None
+            blocks = [fast.PromptBlock(prompt.shape[0], prompt.shape[1], fast.same_rows(prompt))]
         if prompt.dim() != 3 or prompt.shape[0] != embeds.shape[0] or prompt.shape[2] != self.embed_dim:
             raise ValueError(f"method returned a prompt of shape {list(prompt.shape)}; expected "
                              f"[{embeds.shape[0]}, n, {self.embed_dim}]")
-        return prompt.to(self.dtype), embeds.to(self.dtype), prompt_mask
+        return prompt.to(self.dtype), embeds.to(self.dtype), prompt_mask, blocks
 
     def _with_prompt(self, prompt: torch.Tensor, embeds: torch.Tensor, mask: torch.Tensor,
                      prompt_mask: torch.Tensor | None = None):
@@ -43,25 +48,25 @@ class Loss:
 
     def token_losses(self, batch: Batch, method: PromptMethod | MethodRows | None
                      ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Cross-entropy of every target token ``[N]`` (float32) and the batch row it belongs to ``[N]``.
+        """Cross-entropy of every target position ``[N]`` (float32) and the batch row it belongs to ``[N]``; a
+        position that holds no target (seq2seq's label padding) has loss 0 and row -1 (kept, not removed: removing
+        it would read the device to learn how many remain).
 
-        ``loss`` is their mean; a packed group (``method`` a :class:`MethodRows`) takes one mean per run.
+        ``loss`` is the targets' mean; a packed group (``method`` a :class:`MethodRows`) takes one mean per run.
         """
         logits, targets, rows = self._target_logits(batch, method)
-        keep = targets != IGNORE_INDEX
-        losses = F.cross_entropy(logits.float()[keep], targets[keep], reduction="none")
-        return losses, rows[keep]
+        losses = F.cross_entropy(logits.float(), targets, ignore_index=IGNORE_INDEX, reduction="none")
+        return losses, torch.where(targets != IGNORE_INDEX, rows, -1)
 
     def _target_logits(self, batch: Batch, method) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(logits [N, V], targets [N], rows [N])`` of the target positions (seq2seq: every label position,
         ``-100`` at padding), with the batch row of each."""
         if batch.labels is None:
             raise ValueError("loss: the batch has no targets (encode(inputs, targets, ...))")
-        prompt, embeds, prompt_mask = self._prompted_inputs(batch, method)
+        prompt, embeds, prompt_mask, blocks = self._prompted_inputs(batch, method)
         if self.kind == "causal" and self.fast_loss and fast.supported(self.model):
             # Same loss and gradients, less work: no padding in the linear layers, the prompt computed once
             # per batch, the last layer and LM head only where targets are read (see backbones/fast.py).
-            blocks = method.sizes if isinstance(method, MethodRows) else None
             return fast.causal_target_logits(self, prompt, embeds, batch.attention_mask, batch.labels, prompt_mask,
                                              blocks)
         embeds, mask = self._with_prompt(prompt, embeds, batch.attention_mask, prompt_mask)

@@ -280,8 +280,10 @@ class PackedGroup:
         losses = run_means(token_losses, rows, sizes)                   # [R]: each run's mean, as alone
         values = losses.detach().tolist()
         finite = [math.isfinite(value) for value in values]
-        if any(finite):
-            losses[torch.tensor(finite, device=losses.device)].sum().backward()
+        if all(finite):
+            losses.sum().backward()
+        elif any(finite):
+            losses[[index for index, ok in enumerate(finite) if ok]].sum().backward()
         failures = {}
         for trainer, batch, value, ok in zip(trainers, batches, values, finite):
             if ok:
@@ -322,7 +324,13 @@ class PackedGroup:
 
 
 def run_means(token_losses: torch.Tensor, rows: torch.Tensor, sizes: list[int]) -> torch.Tensor:
-    """Each run's mean loss ``[R]`` over its own target tokens: ``token_losses [N]`` of batch rows ``rows [N]``,
-    the runs owning consecutive blocks of ``sizes`` rows."""
-    bounds = torch.tensor([0, *sizes], device=rows.device).cumsum(0)
-    return torch.stack([token_losses[(rows >= bounds[i]) & (rows < bounds[i + 1])].mean() for i in range(len(sizes))])
+    """Each run's mean loss ``[R]`` over its own target tokens: ``token_losses [N]`` of batch rows ``rows [N]``
+    (-1: not a target), the runs owning consecutive blocks of ``sizes`` rows. Through a ``[R, N]`` membership
+    matrix: the same operators for any R, and nothing read back from the device. Selected, not multiplied by 0/1,
+    so one run's non-finite loss stays its own (0 * nan is nan)."""
+    from ..backbones.fast import to_device
+
+    run_of_row = to_device([run for run, size in enumerate(sizes) for _ in range(size)], rows.device)   # [B]
+    owner = torch.where(rows >= 0, run_of_row.index_select(0, rows.clamp(min=0)), -1)                  # [N]
+    member = owner == torch.arange(len(sizes), device=rows.device)[:, None]                            # [R, N]
+    return torch.where(member, token_losses, 0.0).sum(1) / member.sum(1)

@@ -139,9 +139,10 @@ class EptPrompt(PromptMethod):
         positions = mask.cumsum(dim=1) - 1  # index among the real tokens
         valid = (mask > 0) & (positions < update.shape[0])
         # A one-hot product rather than ``update[positions]``: the indexing backward accumulates repeated
-        # positions in a thread-dependent order on CPU, which broke run-to-run determinism.
-        one_hot = torch.nn.functional.one_hot(positions.clamp(0, update.shape[0] - 1), update.shape[0])
-        rows = (one_hot * valid.unsqueeze(-1)).to(update.dtype) @ update  # [B, L, d]
+        # positions in a thread-dependent order on CPU, which broke run-to-run determinism. Built by comparison,
+        # not ``F.one_hot``, which reads its input's range back to the host (a wait on a GPU).
+        one_hot = positions.unsqueeze(-1) == torch.arange(update.shape[0], device=positions.device)  # [B, L, m]
+        rows = (one_hot & valid.unsqueeze(-1)).to(update.dtype) @ update  # [B, L, d]
         shifted = inputs_embeds + rows.to(inputs_embeds.dtype)
         prompt = self.prompt_matrix().to(inputs_embeds.dtype)
         return prompt.unsqueeze(0).expand(batch, -1, -1), shifted
