@@ -293,19 +293,18 @@ def _command_glance(args) -> int:
     from .engine import ResultsStore, load_records
     from .paths import reference_dir
     from .profiles import profile_configs
-    from .report import caption, glance, publish_table
+    from .report import glance
 
-    store = ResultsStore(reference_dir(args.profile) if args.reference else None, profile=args.profile)
+    store = (ResultsStore(reference_dir(args.profile), read_only=True) if args.reference
+             else ResultsStore(profile=args.profile))
     configs = profile_configs(args.profile)
     runs = load_records(store, configs, only_done=True)
     if runs.empty:
         raise ValueError(f"glance: no finished run of profile {args.profile} in {store.root}")
-    table = glance(runs)
-    publish_table(table, "glance", args.profile, title="The paper's claims, judged on these runs",
-                  caption=caption(args.profile, runs, f"{len(runs)} of the profile's {len(configs)} runs; mean ± std "
-                                                      "over seeds of the strict score (%), difference in points "
-                                                      "(positive: the paper's way)"))
-    print(table.to_string(index=False))
+    # Printed only: notebook 05 writes the profile's glance table, from every run the profile asks for.
+    print(f"glance: profile {args.profile}, {len(runs)} of its {len(configs)} runs finished in {store.root}; mean ± "
+          "std over seeds of the strict score (%), difference in points (positive: the paper's way)")
+    print(glance(runs).to_string(index=False))
     return 0
 
 
@@ -352,7 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="Train up to R compatible runs together (default: 8 on CUDA, each run alone on CPU).")
         sub.add_argument("--no-pack", dest="pack", action="store_const", const=1, help="Train every run alone.")
     glance_parser = commands.add_parser(
-        "glance", help="Judge the paper's claims on the finished runs of a profile (also part of notebook 05).")
+        "glance", help="Print the paper's claims judged on the finished runs of a profile (notebook 05 writes the "
+                       "table).")
     glance_parser.add_argument("--profile", default="quick", help="quick (default), cpu, offline, paper or smoke.")
     glance_parser.add_argument("--reference", action="store_true",
                                help="Read results/<profile>/reference instead of the working store.")

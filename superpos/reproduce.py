@@ -103,7 +103,7 @@ def compare_with_reference(profile: str, records: list[dict]) -> str:
     from .engine.frame import records_frame
     from .report import caption, publish_table
 
-    reference = ResultsStore(reference_dir(profile))
+    reference = ResultsStore(reference_dir(profile), read_only=True)
     comparison = compare_runs(records, reference)
     line = summary_line(comparison)
     numbers = comparison.copy()
@@ -222,6 +222,9 @@ def reproduce(profile: str = "quick", notebooks: list[str] | None = None, *, out
                          "`make reproduce` runs from a clone of the source repository")
     if from_reference + accept + extend > 1:
         raise ValueError("reproduce: from_reference, accept and extend exclude each other")
+    from .engine.packed import check_pack
+
+    check_pack(pack)
     if extend:
         if not extend_reference(profile, names, progress=progress, pack=pack):
             print("extend: the notebooks render once the reference holds every run (the same command goes on)",
@@ -235,8 +238,6 @@ def reproduce(profile: str = "quick", notebooks: list[str] | None = None, *, out
               "run `make reproduce PROFILE=paper OFFLINE=0` on a machine with network", file=sys.stderr)
     failures, started, line, fresh = [], time.perf_counter(), None, []
     environment = dict(KERNEL_ENVIRONMENT)
-    if names == list(NOTEBOOKS):  # a full render rewrites every table and figure: none may outlive its notebook
-        clear_outputs(profile, keep_reproduction=from_reference)
     if from_reference:
         missing = missing_from_reference(profile, names)
         if missing:
@@ -256,6 +257,8 @@ def reproduce(profile: str = "quick", notebooks: list[str] | None = None, *, out
                   f"{_shown(reference_dir(profile))}", flush=True)
         line = compare_with_reference(profile, fresh)
         print(line, flush=True)
+    if names == list(NOTEBOOKS):  # a full render rewrites every table and figure: none may outlive its notebook
+        clear_outputs(profile)    # only now: a bad argument, a missing run or a Ctrl-C above leaves them all
     out.mkdir(parents=True, exist_ok=True)
     with kernel_environment(environment):
         for index, name in enumerate(names, 1):
@@ -346,12 +349,12 @@ def _cell(value) -> str:
     return "–" if value is None or value != value else str(value)
 
 
-def clear_outputs(profile: str, *, keep_reproduction: bool) -> None:
-    """Remove the profile's tables and figures before a full render; ``keep_reproduction`` keeps the last
-    comparison with the reference, which only a reproduction (not a report) writes."""
+def clear_outputs(profile: str) -> None:
+    """Remove the profile's tables and figures before a full render, but the comparison with the reference: no
+    notebook writes it (a reproduction has just written it, a report keeps the last one)."""
     for kind in ("tables", "figures"):
         for path in (results_dir() / profile / kind).glob("*"):
-            if not (keep_reproduction and path.name.startswith(f"reproduction_{profile}.")):
+            if not path.name.startswith(f"reproduction_{profile}."):
                 path.unlink()
 
 
@@ -359,7 +362,7 @@ def missing_from_reference(profile: str, names: list[str]) -> int:
     """How many runs of the notebooks ``names`` the profile's reference lacks (or holds unfinished)."""
     from .engine import ResultsStore
 
-    reference = ResultsStore(reference_dir(profile))
+    reference = ResultsStore(reference_dir(profile), read_only=True)
     return sum(not reference.is_done(config.run_hash()) for config in profile_configs(profile, names))
 
 

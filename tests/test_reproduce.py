@@ -222,12 +222,21 @@ def test_reproduce_accept_retrain_compare_and_report(tmp_path, monkeypatch, caps
     from superpos.__main__ import main
 
     capsys.readouterr()
+    tables = {path: path.read_bytes() for path in (root / "tables").iterdir()}
     assert main(["glance", "--profile", "smoke", "--reference"]) == 0  # the claims, on a partial grid
-    assert "SuperPos vs SuperPos (softmax)" in capsys.readouterr().out
-    assert "SuperPos vs SuperPos (softmax)" in (root / "tables" / "glance_smoke.md").read_text()
+    out = capsys.readouterr().out
+    assert "SuperPos vs SuperPos (softmax)" in out and f"of its {len(profiles.profile_configs('smoke'))} runs" in out
+    assert {path: path.read_bytes() for path in (root / "tables").iterdir()} == tables  # printed, nothing written
+
+    reference = root / "reference" / "records"
+    damaged = sorted(reference.glob("*.json"))[0]
+    damaged.write_text("{garbage")
+    assert main(["glance", "--profile", "smoke", "--reference"]) == 0
+    assert "left in place" in capsys.readouterr().err
+    assert damaged.read_text() == "{garbage" and not list(reference.glob("*.corrupt*"))  # the reference untouched
 
 
-def test_a_full_render_clears_stale_outputs_but_a_report_keeps_the_comparison(tmp_path, monkeypatch):
+def test_a_full_render_clears_stale_outputs_but_keeps_the_comparison(tmp_path, monkeypatch):
     from superpos.reproduce import clear_outputs
 
     monkeypatch.setenv("SUPERPOS_RESULTS", str(tmp_path))
@@ -237,11 +246,28 @@ def test_a_full_render_clears_stale_outputs_but_a_report_keeps_the_comparison(tm
         folder.mkdir(parents=True)
         for name in names:
             (folder / name).write_text("x")
-    clear_outputs("quick", keep_reproduction=True)
+    clear_outputs("quick")
     assert sorted(p.name for p in tables.iterdir()) == ["reproduction_quick.csv", "reproduction_quick.md"]
     assert not any(figures.iterdir())
-    clear_outputs("quick", keep_reproduction=False)
-    assert not any(tables.iterdir())
+
+
+@pytest.mark.parametrize("mistake", ["pack 0", "report without a reference"])
+def test_a_reproduction_that_cannot_start_leaves_the_outputs_alone(mistake, tmp_path, monkeypatch):
+    """A bad argument or a missing reference run fails before anything is trained or removed."""
+    from superpos.reproduce import reproduce
+
+    monkeypatch.setenv("SUPERPOS_RESULTS", str(tmp_path))
+    table, figure = tmp_path / "smoke" / "tables" / "old_smoke.md", tmp_path / "smoke" / "figures" / "old_smoke.png"
+    for path in (table, figure):
+        path.parent.mkdir(parents=True)
+        path.write_text("x")
+    with pytest.raises(ValueError, match="pack" if mistake == "pack 0" else "not in"):
+        if mistake == "pack 0":
+            reproduce("smoke", progress=False, pack=0)
+        else:
+            reproduce("smoke", progress=False, from_reference=True)
+    assert table.exists() and figure.exists()
+    assert not (tmp_path / "smoke" / "records").exists() or not any((tmp_path / "smoke" / "records").iterdir())
 
 
 def test_extend_builds_the_reference_over_several_sittings(tmp_path, monkeypatch, capsys):

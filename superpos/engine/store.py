@@ -265,12 +265,14 @@ class RunLock:
 # ---------------------------------------------------------------- the store
 class ResultsStore:
     """Records, prompts, best-point states and checkpoints of one profile (its working store,
-    :func:`superpos.paths.store_dir`) or of any folder."""
+    :func:`superpos.paths.store_dir`) or of any folder. ``read_only``: a store only read (a committed reference):
+    a damaged record there is reported and left in place, never moved."""
 
-    def __init__(self, root: str | Path | None = None, *, profile: str | None = None):
+    def __init__(self, root: str | Path | None = None, *, profile: str | None = None, read_only: bool = False):
         if root is None:
             root = store_dir(profile or "default")
         self.root = Path(root)
+        self.read_only = read_only
         self.records_dir = self.root / "records"
         self.prompts_dir = self.root / "prompts"
         self.states_dir = self.root / "states"
@@ -325,6 +327,9 @@ class ResultsStore:
         return None
 
     def _set_aside_record(self, path: Path, problem: str) -> None:
+        if self.read_only:
+            note(f"corrupt record {path.name} ({problem}); left in place in {self.root}, read as missing")
+            return
         try:
             aside = set_aside(path, ".corrupt")
         except FileNotFoundError:  # another process set it aside first
