@@ -245,7 +245,7 @@ def _shown(value, scale: float = 1.0) -> str:
 
 
 def _command_grid(args) -> int:
-    from .engine import GridSpec, run_grid
+    from .engine import GridSpec, RunConfig, run_grid
 
     path = Path(args.file)
     if not path.is_file():
@@ -273,6 +273,10 @@ def _command_grid(args) -> int:
     expand(spec)  # every name and field checked before anything runs
     result = run_grid(spec, _store_from(args), retry_failed=args.retry_failed, executor=args.executor,
                       ray_address=args.ray_address, report_to=args.report_to, pack=args.pack)
+    for record in result.records:  # why, in one line each (the record keeps the whole reason)
+        if record["status"] != "done":
+            reason = (record.get("reason") or "no reason recorded").strip().splitlines()[0]
+            print(f"  failed: {RunConfig.from_dict(record['config']).label()}: {reason}", file=sys.stderr)
     return 0 if result.failed == 0 else 1
 
 

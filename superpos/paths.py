@@ -22,7 +22,7 @@ def results_dir() -> Path:
 
 def store_dir(profile: str) -> Path:
     """The working store of a profile, where its runs train and its notebooks read records:
-    ``results/<profile>/`` (records/, prompts/, checkpoints/, readouts/; not committed).
+    ``results/<profile>/`` (records/, prompts/, states/, readouts/, checkpoints/; not committed).
 
     ``$SUPERPOS_STORE`` (a store folder) replaces it for every profile: ``make report`` points it at the
     committed reference, ``results/<profile>/reference/``, so that notebooks render from that without training.

@@ -145,6 +145,12 @@ CASES = [
     ("unknown flag", "cli", ["run", "--bogus"], "unrecognized arguments: --bogus"),
     ("no command", "cli", [], "required: command"),
     ("unknown backbone", "cli", ["run", "--backbone", "gpt5"], "unknown backbone"),
+    ("dropout on, no rate, a backbone pretrained without", "cli", ["run", "--dropout"],
+     "smollm2-135m has no dropout of its own"),
+    ("fp16 with T5", "cli", ["run", "--backbone", "tiny-t5", "--method", "full", "--dtype", "fp16"],
+     "T5 overflows in float16"),
+    ("fp16 on a CPU", "cli", ["run", "--backbone", "tiny-llama", "--dtype", "fp16", "--device", "cpu"],
+     "fp16 runs on CUDA only"),
     # grid files
     ("grid: a JSON list", "grid", "[]", "must hold a JSON object"),
     ("grid: an empty object", "grid", "{}", "is an empty object"),
@@ -319,6 +325,19 @@ def test_a_full_disk_stops_the_grid_without_failed_records_and_rerunning_resumes
     assert main(["grid", str(grid), "--results", str(store)]) == 0
     records = [json.loads(p.read_text()) for p in (store / "records").glob("*.json")]
     assert sorted(r["status"] for r in records) == ["done", "done"]
+
+
+def test_a_grid_says_why_each_failed_run_failed(tmp_path, capsys, monkeypatch):
+    """A run that cannot start (a hub id with the hub off) is recorded as failed; the grid names it and why."""
+    for key, setting in OFFLINE.items():
+        monkeypatch.setenv(key, setting)
+    budget = {k: v for k, v in TINY.items() if k not in ("backbone", "task", "method")}
+    grid = tmp_path / "grid.json"
+    grid.write_text(json.dumps({"backbones": ["tiny-llama", "google/t5-small-lm-adapt"], "tasks": ["bbc-topic"],
+                                "methods": ["simple"], "budget": budget}))
+    assert main(["grid", str(grid), "--results", str(tmp_path / "store")]) == 1
+    failed = [line for line in capsys.readouterr().err.splitlines() if line.startswith("  failed: ")]
+    assert len(failed) == 1 and "bbc-topic/simple" in failed[0] and "hub is off" in failed[0]
 
 
 def test_run_configs_raises_one_storage_line_and_runs_nothing_more(store):

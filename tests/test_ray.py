@@ -128,3 +128,21 @@ def test_a_worker_that_keeps_dying_is_marked_failed(local_ray, glue_dir, tmp_pat
     assert failed["status"] == "failed" and "worker died" in failed["reason"] and failed["retryable"]
     assert store.get(configs[0].run_hash())["status"] == "done"
     assert len(list(store.records_dir.glob("*.json"))) == 2
+
+
+def test_an_unreachable_cluster_is_one_line(tmp_path, monkeypatch, capsys):
+    from superpos.__main__ import main
+
+    def unreachable(*args, **kwargs):
+        raise ConnectionError("ray client connection timeout\n(many more lines)")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", unreachable)
+    grid = tmp_path / "grid.json"
+    grid.write_text(json.dumps({"backbones": ["tiny-llama"], "tasks": ["bbc-topic"], "methods": ["simple"],
+                                "budget": {"max_steps": 1, "train_limit": 4, "eval_limit": 2, "device": "cpu"}}))
+    assert main(["grid", str(grid), "--executor", "ray", "--ray-address", "ray://nowhere:1",
+                 "--results", str(tmp_path / "store")]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.endswith("superpos: error: ray: cannot connect to ray://nowhere:1 (ConnectionError: ray client "
+                         "connection timeout)")

@@ -88,8 +88,9 @@ class DropoutSwitch:
             raise ValueError(f"dropout_rate: must be in [0, 1), got {rate}")
         if rate is None:
             if self.checkpoint_dropout_rate == 0.0:
-                raise ValueError(f"dropout_rate: {self.name} has no dropout of its own (it was pretrained "
-                                 f"without); pass a rate, e.g. dropout_rate=0.1")
+                from .load import NO_OWN_DROPOUT
+
+                raise ValueError(f"dropout_rate: {NO_OWN_DROPOUT.format(name=self.name)}")
             self._write_dropout(lambda original: original)
             self.dropout_rate = self.checkpoint_dropout_rate
             return

@@ -31,8 +31,14 @@ BACKBONES: dict[str, str] = {
     "HuggingFaceTB/SmolLM2-135M": "SmolLM2-135M base (not instruct) from the hub; needs the hub or HF cache",
 }
 
+#: Registered backbones pretrained without dropout: turning "their own" dropout on needs a rate. Read from the
+#: config before any weights load (``RunConfig.resolved``); ``Backbone.set_dropout`` checks every other model.
+PRETRAINED_WITHOUT_DROPOUT = ("smollm2-135m", "tiny-llama", "HuggingFaceTB/SmolLM2-135M")
+NO_OWN_DROPOUT = ("{name} has no dropout of its own (it was pretrained without); pass a rate, e.g. "
+                  "dropout_rate=0.1 (--dropout-rate 0.1)")
+
 _SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-_T5_FP16 = "dtype=float16: T5 overflows in float16 (NaN loss); use bfloat16 on GPU, or float32"
+T5_FP16 = "dtype=float16: T5 overflows in float16 (NaN loss); use bfloat16 on GPU, or float32"
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
            "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
            "float16": torch.float16, "fp16": torch.float16, "half": torch.float16}
@@ -50,7 +56,7 @@ def load_backbone(name: str = DEFAULT_BACKBONE, *, dropout: bool = False, dropou
     device = resolve_device(device)
     dtype = _resolve_dtype(dtype)
     if dtype == torch.float16 and "t5" in name.lower():  # checked again on the config once loaded
-        raise BackboneError(_T5_FP16)
+        raise BackboneError(T5_FP16)
     if name not in ("tiny-t5", "tiny-llama", DEFAULT_BACKBONE) and Path(name).expanduser().is_dir():
         problem = model_folder_problem(name)  # one line before transformers' long errors
         if problem:
@@ -77,7 +83,7 @@ def load_backbone(name: str = DEFAULT_BACKBONE, *, dropout: bool = False, dropou
         else:
             model, tokenizer, source = _from_hub(name, cached=cached == "cache")
     if model.config.model_type in ("t5", "mt5", "umt5") and dtype == torch.float16:
-        raise BackboneError(_T5_FP16)
+        raise BackboneError(T5_FP16)
     model.to(device=device, dtype=dtype)
     kind = "seq2seq" if model.config.is_encoder_decoder else "causal"
     backbone = Backbone(name, kind, model, tokenizer, source=source)

@@ -70,6 +70,11 @@ class RunConfig(ConfigBase):
         require(self.task in TASKS, "task", f"unknown task {self.task!r}; known: {', '.join(TASKS)}")
         require(self.method in METHODS, "method", f"unknown method {self.method!r}; known: {', '.join(METHODS)}")
         check_backbone_name(self.backbone)
+        from ..backbones.load import NO_OWN_DROPOUT, PRETRAINED_WITHOUT_DROPOUT, T5_FP16
+
+        require(not (self.dropout and self.dropout_rate is None and self.backbone in PRETRAINED_WITHOUT_DROPOUT),
+                "dropout_rate", NO_OWN_DROPOUT.format(name=self.backbone))
+        require(not (self.dtype == "fp16" and "t5" in self.backbone.lower()), "dtype", T5_FP16)
         config_cls = METHODS[self.method][0]
         method_config = config_cls.from_dict(dict(self.method_config)).to_dict()
         return dataclasses.replace(self, method_config=method_config)

@@ -87,7 +87,12 @@ def _init_ray(ray, address: str | None) -> bool:
     env_vars = {name: os.environ[name] for name in FORWARDED_VARIABLES if name in os.environ}
     kwargs: dict[str, Any] = {"runtime_env": {"env_vars": env_vars}, "log_to_driver": False}
     if address:
-        ray.init(address=address, **kwargs)
+        try:
+            ray.init(address=address, **kwargs)
+        except Exception as error:  # noqa: BLE001 - Ray's own errors are many lines; one says enough
+            first = str(error).strip().splitlines()
+            raise ValueError(f"ray: cannot connect to {address} ({type(error).__name__}: "
+                             f"{first[0] if first else 'no message'})") from None
     else:
         ray.init(include_dashboard=False, **kwargs)
     return True
@@ -140,7 +145,11 @@ def run_configs_on_ray(configs: Iterable[RunConfig], store: ResultsStore, addres
         return result
     store.ensure_writable()
 
-    started_here = _init_ray(ray, address)
+    try:
+        started_here = _init_ray(ray, address)
+    except ValueError:
+        bar.close()  # before the error's one line, not after it
+        raise
     try:
         cluster_gpus = float(ray.cluster_resources().get("GPU", 0))
         remote = ray.remote(execute_run)

@@ -75,6 +75,9 @@ def run(config: RunConfig | dict, store: ResultsStore, *, retry_failed: bool = F
     record = store.get(run_hash)
     if serves(record, retry_failed):
         return {**record, "cached": True}
+    from ..backbones.precision import resolve_precision
+
+    resolve_precision(config.dtype, resolve_device(config.device))  # a device or dtype it cannot run: before the store
     store.ensure_writable()
     clean_store_once(store)
     with store.lock(run_hash, wait=busy == "wait", label=config.label()) as lock:
