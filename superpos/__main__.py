@@ -107,13 +107,14 @@ def _shown_default(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def _field_help(field: dataclasses.Field, defaults: dict[str, Any] | None = None) -> str:
+def _field_help(field: dataclasses.Field, defaults: dict[str, Any] | None = None, choices=None) -> str:
     """A field's help text with its default (per method, for method fields) and, for a choice field, its
     choices: argparse shows neither for flags whose parser default is None, which is how the CLI tells the
     flags a user gave from the defaults."""
     parts = [field.metadata.get("help", "").rstrip(".") + "."]
-    if "choices" in field.metadata:
-        parts.append(f"Choices: {', '.join(map(str, field.metadata['choices']))}.")
+    choices = choices or field.metadata.get("choices")
+    if choices:
+        parts.append(f"Choices: {', '.join(map(str, choices))}.")
     if defaults is None:
         parts.append(f"Default: {_shown_default(_default(field))}.")
     elif len({json.dumps(v) for v in defaults.values()}) == 1:
@@ -123,30 +124,35 @@ def _field_help(field: dataclasses.Field, defaults: dict[str, Any] | None = None
     return " ".join(parts).replace("%", "%%")
 
 
-def _add_field(parser, field: dataclasses.Field, hint, dest: str, help_text: str) -> None:
+def _add_field(parser, field: dataclasses.Field, hint, dest: str, help_text: str, choices=None) -> None:
     flag = "--" + field.name.replace("_", "-")
     if hint is bool:
         parser.add_argument(flag, dest=dest, default=None, action=argparse.BooleanOptionalAction, help=help_text)
     else:
-        choices = field.metadata.get("choices")
+        choices = choices or field.metadata.get("choices")
         parser.add_argument(flag, dest=dest, default=None, type=_cli_type(hint), metavar=field.name.upper(),
                             choices=choices, help=help_text)
 
 
-def method_fields() -> dict[str, tuple[dataclasses.Field, Any, dict[str, Any]]]:
+def method_fields() -> dict[str, tuple[dataclasses.Field, Any, dict[str, Any], tuple | None]]:
     """Every method-config field, once: ``{name: (its field in the first method declaring it, its type,
-    {method: that method's default})}``."""
+    {method: that method's default}, every declaring method's choices together or None)}``; the chosen method's
+    config checks its own choices."""
     from .config import field_types
     from .methods import METHODS
 
-    fields: dict[str, tuple[dataclasses.Field, Any, dict[str, Any]]] = {}
+    fields: dict[str, tuple[dataclasses.Field, Any, dict[str, Any], tuple | None]] = {}
     for method, (config_class, _, _) in METHODS.items():
         hints = field_types(config_class)
         for field in dataclasses.fields(config_class):
             if field.name == "sources":
                 continue
-            entry = fields.setdefault(field.name, (field, hints[field.name], {}))
-            entry[2][method] = _default(field)
+            first, hint, defaults, choices = fields.get(field.name, (field, hints[field.name], {}, None))
+            own = field.metadata.get("choices")
+            if own:
+                choices = tuple(dict.fromkeys((*(choices or ()), *own)))
+            defaults[method] = _default(field)
+            fields[field.name] = (first, hint, defaults, choices)
     return fields
 
 
@@ -164,10 +170,10 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     method_group = parser.add_argument_group(
         "method options", "Fields of the method configs (defaults are the paper's; a method's own default is used "
                           "when a flag is not given). A flag the chosen method lacks is an error.")
-    for name, (field, hint, defaults) in method_fields().items():
+    for name, (field, hint, defaults, choices) in method_fields().items():
         if name in hints:  # a RunConfig field of the same name wins; the method's is reachable with --set
             continue
-        _add_field(method_group, field, hint, f"method__{name}", _field_help(field, defaults))
+        _add_field(method_group, field, hint, f"method__{name}", _field_help(field, defaults, choices), choices)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="A method-config field, e.g. --set m=64 --set softmax=true (repeatable); the flags above "
                              "do the same.")

@@ -237,9 +237,10 @@ def get_profile(profile: str | Profile) -> Profile:
 
 
 def notebook_name(notebook: str) -> str:
-    """``"01"``, ``"01_method"``, ``"01_method.ipynb"``, ``"notebooks/01_method.ipynb"`` -> ``"01_method"``."""
+    """``"1"``, ``"01"``, ``"01_method"``, ``"01_method.ipynb"``, ``"notebooks/01_method.ipynb"`` -> ``"01_method"``."""
     stem = str(notebook).rsplit("/", 1)[-1].removesuffix(".ipynb")
-    matches = [name for name in NOTEBOOKS if name == stem or name.split("_", 1)[0] == stem]
+    number = stem.zfill(2) if stem.isdigit() else stem
+    matches = [name for name in NOTEBOOKS if name == stem or name.split("_", 1)[0] == number]
     if len(matches) != 1:
         raise ValueError(f"notebook: unknown notebook {notebook!r}; known: {', '.join(NOTEBOOKS)}")
     return matches[0]

@@ -76,6 +76,13 @@ def test_type_equivalent_spellings_share_one_hash(spelled, canonical):
     assert RunConfig.from_dict({**TINY_PINNED, **spelled}).run_hash() == b.run_hash()
 
 
+def test_a_task_s_display_spelling_names_the_same_run():
+    for spelling in ("SST-2", "sst_2", " Sst2 "):
+        spelled = RunConfig(**{**TINY_PINNED, "task": spelling})
+        assert spelled.resolved().task == "sst2" and spelled.run_hash() == RunConfig(**TINY_PINNED).run_hash()
+    assert RunConfig(task="BBC-Topic").resolved().task == "bbc-topic"
+
+
 def test_type_equivalent_spellings_in_a_grid_and_on_the_command_line():
     grid = dict(backbones=["tiny-llama"], tasks=["sst2"], methods=["simple"], budget={"max_steps": 2})
     same = {c.run_hash() for c in expand(GridSpec(**grid))}

@@ -27,6 +27,10 @@ def test_help_shows_defaults_choices_and_every_method_field(capsys):
     # every field of every method config is reachable
     declared = {field.name for config_class, _, _ in METHODS.values() for field in dataclasses.fields(config_class)}
     assert declared - {"sources"} <= set(method_fields())
+    # a field two methods declare with other choices takes either method's (the method's config checks its own)
+    assert "Choices: relu, tanh, sigmoid, silu." in text
+    args = build_parser().parse_args(["run", "--method", "attempt", "--nonlinearity", "silu"])
+    assert args.method__nonlinearity == "silu"
 
 
 def test_method_flags_and_config_file_build_the_same_run(tmp_path, capsys):

@@ -403,7 +403,7 @@ def test_quick_profile_fits_its_budget():
 
 
 def test_profile_and_notebook_names():
-    assert profiles.notebook_name("01") == "01_method"
+    assert profiles.notebook_name("01") == profiles.notebook_name("1") == "01_method"
     assert profiles.notebook_name("notebooks/07_ept.ipynb") == "07_ept"
     with pytest.raises(ValueError, match="unknown notebook"):
         profiles.notebook_name("99")

@@ -65,9 +65,12 @@ class RunConfig(ConfigBase):
         Raises ``ValueError`` naming the field for an unknown task/method/backbone or a bad method field.
         """
         from ..methods import METHODS
-        from ..tasks import TASKS
+        from ..tasks import TASKS, canonical_name
 
-        require(self.task in TASKS, "task", f"unknown task {self.task!r}; known: {', '.join(TASKS)}")
+        try:  # a display spelling ("SST-2", "BBC-Topic") names the same task, and so the same run
+            task = canonical_name(self.task)
+        except ValueError:
+            raise ValueError(f"task: unknown task {self.task!r}; known: {', '.join(TASKS)}") from None
         require(self.method in METHODS, "method", f"unknown method {self.method!r}; known: {', '.join(METHODS)}")
         check_backbone_name(self.backbone)
         from ..backbones.load import NO_OWN_DROPOUT, PRETRAINED_WITHOUT_DROPOUT, T5_FP16
@@ -77,7 +80,7 @@ class RunConfig(ConfigBase):
         require(not (self.dtype == "fp16" and "t5" in self.backbone.lower()), "dtype", T5_FP16)
         config_cls = METHODS[self.method][0]
         method_config = config_cls.from_dict(dict(self.method_config)).to_dict()
-        return dataclasses.replace(self, method_config=method_config)
+        return dataclasses.replace(self, task=task, method_config=method_config)
 
     def run_hash(self) -> str:
         """Stable hash of the resolved config (without the fields in ``NOT_HASHED``) and ``CODE_VERSION``."""
