@@ -178,7 +178,8 @@ def test_a_packed_step_reads_the_device_no_more_often_for_more_runs(backbone, tm
 
         def trainer(index: int, shared=None) -> Trainer:
             method = ["simple", "superpos", "ept", "residual"][index % 4]
-            return Trainer(config(method, backbone, seed=index, method_config={"m": 16} if method == "superpos" else {}),
+            method_config = {"m": 16} if method == "superpos" else {}
+            return Trainer(config(method, backbone, seed=index, method_config=method_config),
                            f"reads-{pack}-{index}", store, None, progress=False, backbone=shared)
 
         trainers = [trainer(0)]
