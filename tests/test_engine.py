@@ -256,6 +256,25 @@ def test_each_score_is_reported_at_its_own_best_point(sst2_dir, tmp_path, monkey
     assert best_lenient_point(older)["step"] == 4 and record_row(older)["test_lenient_score"] == 70.0
 
 
+def test_at_an_equal_strict_score_a_point_with_valid_labels_beats_a_dagger(sst2_dir, tmp_path, monkeypatch):
+    """A run whose first point is 0 † and whose later points are valid but score exactly 0 (an MCC of 0, say)
+    converged to valid labels: its best point is a valid one, reported without †; a later valid 0 changes nothing."""
+    import superpos.engine.train as train_module
+    from superpos.tasks.metrics import Score
+
+    scripted = iter([(0.0, 20.0, True), (0.0, 0.0, False), (0.0, 0.0, False)])  # (strict, lenient, †) per eval
+
+    def fake_evaluate(*args, **kwargs):
+        strict, lenient, dagger = next(scripted)
+        return Score(metrics={"accuracy": strict}, lenient={"accuracy": lenient}, score=strict,
+                     lenient_score=lenient, invalid_rate=0.1 if dagger else 0.0, dagger=dagger, n=32), []
+
+    monkeypatch.setattr(train_module, "evaluate", fake_evaluate)
+    record = run(tiny_config(max_steps=12, eval_every=4), ResultsStore(tmp_path / "store"), progress=False)
+    assert record["best"]["step"] == 8 and not record["best"]["test"]["dagger"]
+    assert record["best_lenient"]["step"] == 4
+
+
 def test_record_says_how_many_inputs_were_truncated(sst2_dir, tmp_path, tiny_t5):
     # sst2_dir sentences are 4 words: at 6 tokens (eos included) some are cut, at 64 none
     examples = __import__("superpos.tasks", fromlist=["get_task"]).get_task("sst2").examples("train")

@@ -122,6 +122,17 @@ def test_superpos_matches_hand_computation():
     assert torch.allclose(prompt, expected.expand(4, -1, -1))
 
 
+def test_superpos_softmax_with_trained_embeddings_matches_hand_computation():
+    # p_1 = sum_j softmax(p'_1)_j (e_j + dE_1j), softmax = [1, 2, 3] / 6, dE_12 = [0.5, -1]
+    e_freeze = torch.tensor([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
+    weights = torch.tensor([[0.0, math.log(2.0), math.log(3.0)]])
+    delta_e = torch.zeros(1, 3, 2)
+    delta_e[0, 1] = torch.tensor([0.5, -1.0])
+    method = SuperPosPrompt.from_tensors(e_freeze, weights, delta_e, softmax=True)
+    # (1 * [1, 0] + 2 * [0.5, 1] + 3 * [1, 1]) / 6 = [5, 5] / 6
+    assert torch.allclose(method.prompt_matrix()[0], torch.tensor([5.0, 5.0]) / 6, atol=1e-6)
+
+
 def test_superpos_softmax_is_an_expected_embedding():
     e_freeze = torch.tensor([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
     weights = torch.tensor([[0.0, math.log(2.0), math.log(3.0)]])  # softmax = [1, 2, 3] / 6
@@ -313,6 +324,49 @@ def test_input_dependent_methods_refuse_export_prompt(name):
 
 
 # --------------------------------------------------------------------------- residual
+def test_residual_matches_hand_computation():
+    """d = 2, bottleneck 1: p' = LayerNorm(W_up ReLU(W_down p)) + p, with the rows' numbers worked out by hand."""
+    from superpos.methods import ResidualPrompt
+
+    method = ResidualPrompt(ResidualConfig(n_prompts=2, bottleneck=1), embed_dim=2)
+    down, _, up, norm = method.mlp
+    with torch.no_grad():
+        method.prompt.copy_(torch.tensor([[3.0, 1.0], [0.0, 1.0]]))
+        down.weight.copy_(torch.tensor([[1.0, -1.0]])), down.bias.zero_()
+        up.weight.copy_(torch.tensor([[1.0], [3.0]])), up.bias.zero_()
+    # row 1: W_down p = 2, ReLU 2, W_up -> [2, 6]; LayerNorm (mean 4, std 2) -> [-1, 1]; + p -> [2, 2]
+    # row 2: W_down p = -1, ReLU 0, W_up -> [0, 0]; LayerNorm of a constant -> [0, 0]; + p -> [0, 1]
+    expected = torch.tensor([[2.0, 2.0], [0.0, 1.0]])
+    assert torch.allclose(method.prompt_matrix(), expected, atol=1e-5)
+
+
+def test_ept_pieces_match_hand_computation():
+    """d = 2, s = 1, r = 1, two positions, two subspaces of rank 1: the low-rank update (α/√r) A B, the fusion
+    g ⊙ softmax(P Uᵀ/√d) U, the gated projection Σ_n γ_n P D_n U_n with γ = softmax(gate(mean P)), and their sum."""
+    from superpos.methods import EptPrompt
+
+    config = EptConfig(n_prompts=1, rank=1, max_length=2, low_rank_alpha=2.0, n_spaces=2, projection_rank=1)
+    method = EptPrompt(config, embed_dim=2)
+    with torch.no_grad():
+        method.prompt.copy_(torch.tensor([[1.0, 1.0]]))
+        method.lora_a.copy_(torch.tensor([[1.0], [0.5]]))
+        method.lora_b.copy_(torch.tensor([[1.0, 0.0]]))
+        method.fusion_gate.copy_(torch.tensor([1.0, 0.5]))
+        method.proj_down.copy_(torch.tensor([[[1.0], [0.0]], [[0.0], [1.0]]]))
+        method.proj_up.copy_(torch.tensor([[[0.0, 1.0]], [[2.0, 0.0]]]))
+        method.gate.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 0.0]])), method.gate.bias.zero_()
+    update = torch.tensor([[2.0, 0.0], [1.0, 0.0]])                    # 2 * [[1], [0.5]] @ [[1, 0]]
+    assert torch.allclose(method.input_update(), update)
+    first = 1 / (1 + math.exp(-1 / math.sqrt(2)))                     # softmax of [2, 1] / sqrt(2), first entry
+    fusion = torch.tensor([2 * first + 1 * (1 - first), 0.0])          # gate [1, 0.5] times [x, 0]
+    assert torch.allclose(method.fusion_term()[0], fusion, atol=1e-6)
+    gamma = torch.tensor([math.e, 1.0]) / (math.e + 1)                 # softmax of gate([1, 1]) = [1, 0]
+    assert torch.allclose(method.space_weights(), gamma, atol=1e-6)
+    projection = gamma[0] * torch.tensor([0.0, 1.0]) + gamma[1] * torch.tensor([2.0, 0.0])  # P D_n = 1 for both
+    assert torch.allclose(method.projection_term()[0], projection, atol=1e-6)
+    assert torch.allclose(method.prompt_matrix()[0], torch.tensor([1.0, 1.0]) + fusion + projection, atol=1e-6)
+
+
 def test_residual_is_layer_norm_of_mlp_plus_skip():
     method = build("residual")
     perturb(method)

@@ -419,9 +419,13 @@ class Trainer:
         """Whether ``point`` beats the best strict and the best lenient point so far.
 
         Each score is reported at its own best point: the strict score selects the checkpoint (the paper's rule),
-        the lenient one is tracked beside it, so a † run's lenient score is not read at its first evaluation.
+        the lenient one is tracked beside it, so a † run's lenient score is not read at its first evaluation. At an
+        equal strict score a point whose labels are all valid beats a † one: † says the run never converged to
+        valid labels, which a later valid point disproves (a strict 0 is then a real 0, e.g. an MCC of 0).
         """
-        improved = self.best is None or point["score"] > self.best["dev"]["score"]
+        best = None if self.best is None else self.best["dev"]
+        improved = best is None or point["score"] > best["score"] or (
+            point["score"] == best["score"] and best["dagger"] and not point["dagger"])
         lenient_improved = self.best_lenient is None or \
             point["lenient_score"] > self.best_lenient["dev"]["lenient_score"]
         return improved, lenient_improved

@@ -7,8 +7,8 @@ The seed is a summary; where it is vague the choice made here is named and marke
    low-rank matrices ``A [m, r]`` and ``B [r, d]`` (``m = max_length``, the longest input) that
    update the frozen input embeddings position-wise: ``X'_t = X_t + (α/√r)(A B)_t`` for the
    ``t``-th real token of each input. As in DePT's released code: ``A`` Kaiming-uniform, ``B = 0``
-   (so ``X' = X`` at init), scaling ``α/√r``, and a separate, small learning rate for ``A, B``
-   (``low_rank_lr``, DePT: 1e-4). Positions are counted over unmasked tokens, so left or right
+   (so ``X' = X`` at init), scaling ``α/√r``, and a separate learning rate for ``A, B``
+   (``low_rank_lr``; *choice*: 1e-4, below the values DePT's released script searches, 5e-4, 5e-3 and 0.3). Positions are counted over unmasked tokens, so left or right
    padding gives the same update; tokens past ``max_length`` get none.
    *Choice* of defaults: ``s = 5, r = 4, m = 256`` keeps the budget of a 10-token prompt
    (``s·d + r·(m + d)`` = 7,936 vs ``10·d`` = 7,680 at ``d = 768``), the spirit of DePT's
@@ -61,7 +61,8 @@ class EptConfig(MethodConfig):
     rank: int = option(4, minimum=1, help="r: rank of the low-rank input-embedding update A B.")
     max_length: int = option(256, minimum=1, help="m: rows of A, the longest input position updated (DePT: 256).")
     low_rank_alpha: float = option(8.0, above=0, help="alpha: the update is scaled by alpha / sqrt(r) (DePT's code).")
-    low_rank_lr: float = lr_option(1e-4, "AdamW learning rate for A and B (DePT: 1e-4).")
+    low_rank_lr: float = lr_option(1e-4, "AdamW learning rate for A and B (a choice; DePT's script searches "
+                                         "5e-4, 5e-3 and 0.3).")
     fusion: bool = option(True, help="Prompt fusion: attention from the short prompt to the low-rank update.")
     projection: bool = option(True, help="Multi-space projection with a gating network.")
     n_spaces: int = option(4, minimum=1, help="N: number of projection subspaces (EPT selects 4).")
