@@ -312,7 +312,9 @@ def _command_glance(args) -> int:
     if runs.empty:
         raise ValueError(f"glance: no finished run of profile {args.profile} in {store.root}")
     # Printed only: notebook 05 writes the profile's glance table, from every run the profile asks for.
-    print(f"glance: profile {args.profile}, {len(runs)} of its {len(configs)} runs finished in {store.root}; mean ± "
+    from .paths import shown_path
+
+    print(f"glance: profile {args.profile}, {len(runs)} of its {len(configs)} runs finished in {shown_path(store.root)}; mean ± "
           "std over seeds of the strict score (%), difference in points (positive: the paper's way)")
     print(glance(runs).to_string(index=False))
     return 0

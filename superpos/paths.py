@@ -99,3 +99,8 @@ def hub_status(timeout: float = 1.5) -> str | None:
         _REACHABLE[(host, port)] = None if outcome == "" else f"unreachable ({host}:{port}: {outcome})"
     return _REACHABLE[(host, port)]
 
+
+def shown_path(path: Path) -> str:
+    """A path as printed: relative to the repository when inside it (no machine paths in logs or notebooks)."""
+    path = Path(path)
+    return str(path.relative_to(REPO_ROOT)) if path.is_absolute() and path.is_relative_to(REPO_ROOT) else str(path)

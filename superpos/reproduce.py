@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 from .engine.grid import Interrupted
-from .paths import NOTEBOOKS_DIR, OFFLINE_VARIABLES, REPO_ROOT, hub_is_offline, reference_dir, results_dir
+from .paths import NOTEBOOKS_DIR, OFFLINE_VARIABLES, hub_is_offline, reference_dir, results_dir, shown_path
 from .profiles import NOTEBOOKS, get_profile, notebook_name, profile_configs
 
 KERNEL = "python3"
@@ -91,7 +91,7 @@ def train_profile(profile: str, names: list[str], *, progress: bool = True, pack
     configs = profile_configs(profile, names)
     store = ResultsStore(profile=profile)
     stored = sum(store.is_done(config.run_hash()) for config in configs)
-    print(f"train: {len(configs)} runs, {stored} already in {_shown(store.root)}, {len(configs) - stored} to train",
+    print(f"train: {len(configs)} runs, {stored} already in {shown_path(store.root)}, {len(configs) - stored} to train",
           flush=True)
     return run_configs(configs, store, progress=progress, pack=pack, on_records=on_records)
 
@@ -120,7 +120,7 @@ def compare_with_reference(profile: str, records: list[dict]) -> str:
     tolerance = ", ".join(f"{k} ±{v:g}{' (relative)' if k == 'final_loss' else ' points'}" for k, v in TOLERANCE.items())
     frame = records_frame(records)
     publish_table(shown, "reproduction", profile, data=numbers, title=f"Reproduction of the {profile} reference: {line}",
-                  caption=caption(profile, frame, f"Fresh runs against {_shown(reference.root)}; tolerance: {tolerance}"
+                  caption=caption(profile, frame, f"Fresh runs against {shown_path(reference.root)}; tolerance: {tolerance}"
                                   + sample_spread(comparison)))
     return line
 
@@ -181,7 +181,7 @@ def extend_reference(profile: str, names: list[str], *, progress: bool = True, p
         store.ensure_writable()
         copy_runs(reference, store, seeded)
     print(f"extend: {sum(map(reference.is_done, wanted))} of {len(wanted)} runs are in the reference "
-          f"({len(seeded)} copied into {_shown(store.root)})", flush=True)
+          f"({len(seeded)} copied into {shown_path(store.root)})", flush=True)
 
     def add(hashes: set[str]) -> None:
         copy_runs(store, reference, {h for h in hashes if not reference.is_done(h) and store.is_done(h)})
@@ -197,7 +197,7 @@ def extend_reference(profile: str, names: list[str], *, progress: bool = True, p
         held = sum(map(reference.is_done, wanted))
         added = sum(reference.is_done(h) for h in asked if h not in before)
         print(f"extend: {added} runs added; the reference holds {held} of the {len(wanted)} runs "
-              f"in {_shown(reference.root)}", flush=True)
+              f"in {shown_path(reference.root)}", flush=True)
     if result.failed:
         print(f"extend: {result.failed} runs failed; the same command retries them", file=sys.stderr, flush=True)
     return held == len(wanted)
@@ -241,10 +241,10 @@ def reproduce(profile: str = "quick", notebooks: list[str] | None = None, *, out
     if from_reference:
         missing = missing_from_reference(profile, names)
         if missing:
-            raise ValueError(f"report: {missing} runs of profile {profile} are not in {_shown(reference_dir(profile))}; "
+            raise ValueError(f"report: {missing} runs of profile {profile} are not in {shown_path(reference_dir(profile))}; "
                              f"`make reproduce PROFILE={profile}` trains them")
         environment["SUPERPOS_STORE"] = str(reference_dir(profile))
-        print(f"report: profile {profile}, rendering from {_shown(reference_dir(profile))} (nothing trains)", flush=True)
+        print(f"report: profile {profile}, rendering from {shown_path(reference_dir(profile))} (nothing trains)", flush=True)
     else:
         print(f"reproduce: profile {profile} ({spec.description})", flush=True)
         result = train_profile(profile, names, progress=progress, pack=pack)
@@ -254,7 +254,7 @@ def reproduce(profile: str = "quick", notebooks: list[str] | None = None, *, out
         if accept:
             accept_as_reference(profile, fresh)
             print(f"reference: {len(fresh)} runs of profile {profile} are now the reference in "
-                  f"{_shown(reference_dir(profile))}", flush=True)
+                  f"{shown_path(reference_dir(profile))}", flush=True)
         line = compare_with_reference(profile, fresh)
         print(line, flush=True)
     if names == list(NOTEBOOKS):  # a full render rewrites every table and figure: none may outlive its notebook
@@ -282,14 +282,14 @@ def reproduce(profile: str = "quick", notebooks: list[str] | None = None, *, out
                     with contextlib.suppress(OSError):
                         partial.parent.rmdir()
                     raise Interrupted(f"interrupted while rendering {name}; its partial copy was removed "
-                                      f"({_shown(target)} is {'the previous render' if target.exists() else 'absent'}); "
+                                      f"({shown_path(target)} is {'the previous render' if target.exists() else 'absent'}); "
                                       f"{'no run trains for a report' if from_reference else 'every finished run is kept'}"
                                       f" and the same command renders again") from None
                 except Exception as error:  # a failing notebook must not stop the others
                     first = str(error).strip().splitlines()
                     failures.append(name)
                     print(f"    {name} failed: {type(error).__name__}: {first[-1] if first else ''} "
-                          f"(see {_shown(target)})", file=sys.stderr, flush=True)
+                          f"(see {shown_path(target)})", file=sys.stderr, flush=True)
                 relay_kernel_log(kernel_log)
             if partial.exists():
                 os.replace(partial, target)
@@ -305,7 +305,7 @@ def reproduce(profile: str = "quick", notebooks: list[str] | None = None, *, out
         accept_as_reference(profile, fresh, readouts=True)
     total = time.perf_counter() - started
     print(f"{'report' if from_reference else 'reproduce'}: {len(names)} notebooks in {total / 60:.1f} min; executed "
-          f"copies in {_shown(out)}; tables and figures in {_shown(results_dir() / profile)}", flush=True)
+          f"copies in {shown_path(out)}; tables and figures in {shown_path(results_dir() / profile)}", flush=True)
     if line:
         print(line, flush=True)
     if failures:
@@ -366,12 +366,6 @@ def missing_from_reference(profile: str, names: list[str]) -> int:
     return sum(not reference.is_done(config.run_hash()) for config in profile_configs(profile, names))
 
 
-def _shown(path: Path) -> str:
-    """A path as printed: relative to the repository when inside it (no machine paths in logs or notebooks)."""
-    path = Path(path)
-    return str(path.relative_to(REPO_ROOT)) if path.is_absolute() and path.is_relative_to(REPO_ROOT) else str(path)
-
-
 #: Notebook metadata that changes on every execution without the content changing.
 _VOLATILE = ("start_time", "end_time", "duration")
 
@@ -389,7 +383,7 @@ def normalize_executed(path: Path) -> None:
         meta["output_path"] = str(path)  # executed into a partial copy, renamed to path once complete
     for key in ("input_path", "output_path"):
         if meta.get(key):
-            meta[key] = _shown(Path(meta[key]).resolve())
+            meta[key] = shown_path(Path(meta[key]).resolve())
     for cell in notebook.cells:
         cell.metadata.pop("execution", None)
         for key in _VOLATILE:
