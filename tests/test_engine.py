@@ -232,13 +232,12 @@ def test_short_real_run_on_the_embedded_default(tmp_path):
     assert len(record["analysis"]["weights"]) == 10
 
 
-def test_each_score_is_reported_at_its_own_best_point(sst2_dir, tmp_path, monkeypatch):
-    """A † run's lenient score comes from its best lenient point, not from the strict-best point."""
+def script_evaluations(monkeypatch, points: list[tuple[float, float, bool]]) -> None:
+    """Make the engine's evaluations return ``points`` in turn: ``(strict, lenient, †)`` each."""
     import superpos.engine.train as train_module
-    from superpos.engine.frame import best_lenient_point, record_row
     from superpos.tasks.metrics import Score
 
-    scripted = iter([(0.0, 70.0, True), (60.0, 60.0, False), (55.0, 65.0, False)])  # (strict, lenient, †) per eval
+    scripted = iter(points)
 
     def fake_evaluate(*args, **kwargs):
         strict, lenient, dagger = next(scripted)
@@ -246,6 +245,13 @@ def test_each_score_is_reported_at_its_own_best_point(sst2_dir, tmp_path, monkey
                      lenient_score=lenient, invalid_rate=0.1 if dagger else 0.0, dagger=dagger, n=32), []
 
     monkeypatch.setattr(train_module, "evaluate", fake_evaluate)
+
+
+def test_each_score_is_reported_at_its_own_best_point(sst2_dir, tmp_path, monkeypatch):
+    """A † run's lenient score comes from its best lenient point, not from the strict-best point."""
+    from superpos.engine.frame import best_lenient_point, record_row
+
+    script_evaluations(monkeypatch, [(0.0, 70.0, True), (60.0, 60.0, False), (55.0, 65.0, False)])
     record = run(tiny_config(max_steps=12, eval_every=4), ResultsStore(tmp_path / "store"), progress=False)
     assert record["best"]["step"] == 8 and record["best"]["test"]["score"] == 60.0
     assert record["best_lenient"]["step"] == 4 and record["best_lenient"]["test"]["lenient_score"] == 70.0
@@ -259,17 +265,7 @@ def test_each_score_is_reported_at_its_own_best_point(sst2_dir, tmp_path, monkey
 def test_at_an_equal_strict_score_a_point_with_valid_labels_beats_a_dagger(sst2_dir, tmp_path, monkeypatch):
     """A run whose first point is 0 † and whose later points are valid but score exactly 0 (an MCC of 0, say)
     converged to valid labels: its best point is a valid one, reported without †; a later valid 0 changes nothing."""
-    import superpos.engine.train as train_module
-    from superpos.tasks.metrics import Score
-
-    scripted = iter([(0.0, 20.0, True), (0.0, 0.0, False), (0.0, 0.0, False)])  # (strict, lenient, †) per eval
-
-    def fake_evaluate(*args, **kwargs):
-        strict, lenient, dagger = next(scripted)
-        return Score(metrics={"accuracy": strict}, lenient={"accuracy": lenient}, score=strict,
-                     lenient_score=lenient, invalid_rate=0.1 if dagger else 0.0, dagger=dagger, n=32), []
-
-    monkeypatch.setattr(train_module, "evaluate", fake_evaluate)
+    script_evaluations(monkeypatch, [(0.0, 20.0, True), (0.0, 0.0, False), (0.0, 0.0, False)])
     record = run(tiny_config(max_steps=12, eval_every=4), ResultsStore(tmp_path / "store"), progress=False)
     assert record["best"]["step"] == 8 and not record["best"]["test"]["dagger"]
     assert record["best_lenient"]["step"] == 4
