@@ -46,17 +46,17 @@ def resolve_precision(requested: str, device: torch.device) -> tuple[str, str]:
     :func:`native_bf16` says so and ``fp32`` elsewhere. The reason goes into the run's record."""
     if requested not in PRECISIONS:
         raise ValueError(f"dtype: must be one of {', '.join(PRECISIONS)}, got {requested!r}")
-    if requested == "fp16" and device.type != "cuda":
-        raise ValueError(f"dtype: fp16 runs on CUDA only ({device.type} here); use bf16 or fp32")
-    if requested != "auto":
-        return requested, "asked for explicitly"
     forced = os.environ.get(AUTO_DTYPE_VARIABLE, "")
-    if forced:
+    if requested != "auto":
+        chosen, why = requested, "asked for explicitly"
+    elif forced:
         if forced not in PRECISIONS[1:]:
             raise ValueError(f"{AUTO_DTYPE_VARIABLE}: must be one of {', '.join(PRECISIONS[1:])} or unset, "
                              f"got {forced!r}")
-        if forced == "fp16" and device.type != "cuda":
-            raise ValueError(f"{AUTO_DTYPE_VARIABLE}: fp16 runs on CUDA only ({device.type} here); use bf16 or fp32")
-        return forced, f"auto: {AUTO_DTYPE_VARIABLE}={forced}"
-    supported, why = native_bf16(device)
-    return ("bf16" if supported else "fp32"), f"auto: {why}"
+        chosen, why = forced, f"auto: {AUTO_DTYPE_VARIABLE}={forced}"
+    else:
+        supported, evidence = native_bf16(device)
+        chosen, why = ("bf16" if supported else "fp32"), f"auto: {evidence}"
+    if chosen == "fp16" and device.type != "cuda":
+        raise ValueError(f"dtype: fp16 runs on CUDA only ({device.type} here; {why}); use bf16 or fp32")
+    return chosen, why

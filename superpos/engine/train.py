@@ -323,7 +323,8 @@ class Trainer:
                                    source_prompts=self.source_prompts, seed=config.seed).to(self.device)
         # On a GPU the fused AdamW: one kernel per step instead of a dozen, for a prompt of a few thousand values
         # (a packed group steps R optimizers each step). On a CPU PyTorch's default, so CPU results stay as they were.
-        self.optimizer = torch.optim.AdamW(self.method.param_groups(), fused=self.device.type == "cuda" or None)
+        self.optimizer = torch.optim.AdamW(self.method.param_groups(),
+                                           fused=True if self.device.type == "cuda" else None)
 
     def backbone_dtype(self) -> str:
         """The frozen backbone's dtype: the run's precision, fp32 for full fine-tuning (it trains those weights)."""
