@@ -509,7 +509,7 @@ def test_factor_figures_show_three_rows_in_the_factors_order(store):
         figure = report.plot_factor(report.task_scores(load_records(store), lenient=lenient), "init",
                                     xlabel="initialization", kind="bar")
         axes = _score_axes(figure)
-        assert [label for label in QUANTITY_LABELS if label in axes] == QUANTITY_LABELS
+        assert list(axes) == [quantity[3] for quantity in report.figures.AT_BEST_POINTS]
     legend = [t.get_text() for t in figure.legends[0].get_texts()]
     assert legend == ["uniform", "vocab", "labels"]  # meaning order, not alphabetical
     heights = [patch.get_height() for patch in axes["strict score (%)"][0].patches]
@@ -527,8 +527,22 @@ def test_standardized_figure_shows_strict_lenient_and_invalid(store):
     scores = report.task_scores(runs)
     _, overall = report.stability_table(scores)
     labels = [ax.get_ylabel() for ax in report.plot_standardized(overall, scores=scores).axes]
-    assert len(labels) == 3 and "invalid labels (%)" in labels and any("lenient" in label for label in labels)
+    assert len(labels) == 3 and labels[2].startswith("invalid labels (%)") and "lenient" in labels[1]
     assert len(report.plot_standardized(overall).axes) == 1
+
+
+def test_best_point_figures_read_the_invalid_rate_where_the_lenient_score_is_read(store):
+    """A run with an invalid label at every evaluation keeps its first point as strict-best: its invalid rate
+    there (25 %) says nothing of where it ended. Bar figures read it at the lenient point (5 %), beside the
+    lenient score read there."""
+    record = make_record(store, method="simple", dagger=True, lenient={"accuracy": 60.0})
+    later = {**record["best"]["dev"], "step": 8, "lenient_score": 70.0, "invalid_rate": 0.05, "n_invalid": 0}
+    store.put({**record, "best_lenient": {"step": 8, "epoch": 2.0, "dev": later, "test": later}})
+    scores = report.task_scores(load_records(store))
+    assert scores["invalid_rate"].iloc[0] == 0.25 and scores["lenient_invalid_rate"].iloc[0] == 0.05
+    figure = report.plot_factor(scores, "init", xlabel="initialization", kind="bar")
+    invalid = _score_axes(figure)[report.figures.AT_BEST_POINTS[2][3]][0]
+    assert [patch.get_height() for patch in invalid.patches] == [pytest.approx(5.0)]
 
 
 def test_loss_figure_has_one_line_per_setting(store):

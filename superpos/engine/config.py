@@ -94,7 +94,8 @@ class RunConfig(ConfigBase):
 
     def label(self) -> str:
         """A short human-readable name for progress bars."""
-        extra = "".join(f" {k}={v}" for k, v in sorted(self.method_config.items()) if k in ("m", "n_prompts", "softmax", "init"))
+        extra = "".join(f" {k}={v}" for k, v in sorted(self.method_config.items())
+                        if k in ("m", "n_prompts", "softmax", "init") or (k == "vocab_top_k" and v is not None))
         return f"{self.task}/{self.method}{extra} dropout={'on' if self.dropout else 'off'} seed={self.seed}"
 
 

@@ -40,8 +40,8 @@ def best_lenient_point(record: dict) -> dict:
 
 def record_row(record: dict) -> dict:
     """One flat row: config fields, best scores, costs; curves kept as objects. Each score comes from its own best
-    point: strict metrics, invalid rate and † from the strict-best point (``best_step``), the lenient score from the
-    lenient-best point (``best_lenient_step``)."""
+    point: strict metrics, invalid rate and † from the strict-best point (``best_step``), the lenient score and the
+    invalid rate beside it (``*_lenient_invalid_rate``) from the lenient-best point (``best_lenient_step``)."""
     config = record["config"]
     row = {"hash": record["hash"], "status": record["status"], "reason": record.get("reason")}
     row.update({key: value for key, value in config.items() if key != "method_config"})
@@ -55,6 +55,7 @@ def record_row(record: dict) -> dict:
         row[f"{split}_score"] = point.get("score")
         row[f"{split}_lenient_score"] = (best_lenient.get(split) or {}).get("lenient_score")
         row[f"{split}_invalid_rate"] = point.get("invalid_rate")
+        row[f"{split}_lenient_invalid_rate"] = (best_lenient.get(split) or {}).get("invalid_rate")
         row[f"{split}_dagger"] = point.get("dagger")
         for name, value in (point.get("metrics") or {}).items():
             row[f"{split}_{name}"] = value

@@ -21,7 +21,7 @@ from .readout import nearest_tokens, readout_table
 from .stability import (beside_paper_table2, distinctiveness, paper_table2_check, stability_table,
                         standardized_overall, standardized_scores, weight_similarity)
 from .beside import beside_paper, paper_table
-from .names import method_label, task_label, task_order, variant_label
+from .names import method_label, methods_named, task_label, task_order, variant_label
 from .scores import learning_curves, loss_curves, select, task_scores, with_variants
 from .settings import Variant
 from .tables import cost_table, factor_table, method_table
@@ -36,5 +36,6 @@ __all__ = [
     "beside_paper_table2", "distinctiveness", "paper_table2_check", "stability_table", "standardized_overall",
     "standardized_scores", "weight_similarity",
     "beside_paper", "cost_table", "factor_table", "learning_curves", "loss_curves", "method_label", "method_table",
+    "methods_named",
     "paper_table", "select", "task_label", "task_order", "task_scores", "variant_label", "with_variants", "Variant",
 ]

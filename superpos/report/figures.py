@@ -31,6 +31,10 @@ LOSS_LABEL = "training loss (token cross-entropy)"
 QUANTITIES = (("strict", "strict_score", "strict_std", "strict score (%)"),
               ("lenient", "lenient_score", "lenient_std", "lenient score (%)"),
               ("invalid", "invalid_rate", "invalid_std", "invalid labels (%)"))
+#: Best-point figures (:func:`plot_factor`): the invalid-label rate where the lenient score beside it is read (the
+#: strict-best point of a run that never had all labels valid is its first evaluation, whatever came after).
+AT_BEST_POINTS = QUANTITIES[:2] + (("invalid", "lenient_invalid_rate", "lenient_invalid_std",
+                                    "invalid labels (%)\nat the lenient point"),)
 #: Factors whose values have a meaning order (not alphabetical).
 DROPOUT_STYLE = {False: "-", True: "--"}
 SVG_SALT = "superpos"
@@ -49,9 +53,11 @@ def _done(fig):
 
 
 def _empty(message: str):
+    """A figure saying why there is nothing to draw; ``publish_figure`` puts the reason first in its caption."""
     fig, ax = plt.subplots(figsize=(6, 1.2), layout="constrained")
     ax.axis("off")
     ax.text(0.5, 0.5, message, ha="center", va="center", wrap=True)
+    fig.unavailable = message
     return _done(fig)
 
 
@@ -242,7 +248,8 @@ def plot_factor(scores: pd.DataFrame, factor: str, *, xlabel: str, log2: bool = 
                 columns: int = 4, where: dict | None = None):
     """Best validation scores of :func:`~superpos.report.task_scores` rows (``strict_score``,
     ``lenient_score``, ``invalid_rate`` and their ``*_std`` over seeds) against a factor (``m``,
-    ``n_prompts``, ``init``, ``variant``), three rows of panels (strict %, lenient %, invalid labels %),
+    ``n_prompts``, ``init``, ``variant``), three rows of panels (strict %, lenient %, invalid labels % at the
+    lenient point: :data:`AT_BEST_POINTS`),
     one column per backbone. ``kind="line"``: the factor on x, one line per task; ``kind="bar"``: tasks
     on x, one bar (one colour) per factor value, in the factor's order. Error bars ± one std over seeds.
     ``where``: :func:`~superpos.report.scores.select` conditions applied first."""
@@ -262,7 +269,8 @@ def plot_factor(scores: pd.DataFrame, factor: str, *, xlabel: str, log2: bool = 
     for column, backbone in enumerate(backbones):
         panel = scores[scores["backbone"] == backbone]
         tasks = task_order(panel["task"])
-        for row, quantity in enumerate(QUANTITIES):
+        quantities = AT_BEST_POINTS if "lenient_invalid_rate" in panel.columns else QUANTITIES
+        for row, quantity in enumerate(quantities):
             ax = axes[row, column]
             value, std, scale = _columns(panel, quantity)
             if kind == "line":
@@ -338,17 +346,19 @@ def plot_standardized(overall: pd.DataFrame, *, scores: pd.DataFrame | None = No
     """Table 2 as bars: the standardized overall score (0–100; ``mean``, error bars ``std`` over tasks,
     from :func:`~superpos.report.stability_table`) per setting, one colour per backbone. With ``scores``
     (:func:`~superpos.report.task_scores` rows), three rows: standardized from the strict scores, from the
-    lenient scores, and the invalid-label rate (%) averaged over tasks (error bars: std over tasks)."""
+    lenient scores, and the invalid-label rate (%) at the lenient point averaged over tasks (error bars: std over
+    tasks)."""
     from .stability import SETTING, standardized_overall
 
     if overall.empty:
         return _empty("no complete settings to standardize")
     if scores is not None and not scores.empty and {"strict_score", "lenient_score"} <= set(scores.columns):
-        invalid = (scores.assign(invalid=pd.to_numeric(scores["invalid_rate"], errors="coerce") * 100)
+        rate = AT_BEST_POINTS[2][1] if AT_BEST_POINTS[2][1] in scores.columns else "invalid_rate"
+        invalid = (scores.assign(invalid=pd.to_numeric(scores[rate], errors="coerce") * 100)
                    .groupby(list(SETTING), sort=False)["invalid"].agg(["mean", "std"]).reset_index())
         rows = [("standardized, strict (0–100)", standardized_overall(scores, value="strict_score")),
                 ("standardized, lenient (0–100)", standardized_overall(scores, value="lenient_score")),
-                ("invalid labels (%)", invalid)]
+                (AT_BEST_POINTS[2][3] if rate != "invalid_rate" else "invalid labels (%)", invalid)]
     else:
         rows = [("standardized overall score (0–100)", overall)]
     backbones = list(dict.fromkeys(overall["backbone"]))

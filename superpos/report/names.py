@@ -71,3 +71,12 @@ def method_label(method: str, variant: str | None = None) -> str:
 
 def dropout_mark(value) -> str:
     return CHECK if bool(value) else CROSS
+
+
+def methods_named(frame) -> str:
+    """The paper's names of the methods that ``frame``'s runs use, in Table 1's order, for a title or caption:
+    ``"Simple PT and SuperPos PT"``."""
+    present = set(frame["method"]) if len(frame) else set()
+    names = [label for method, label in METHOD_LABELS.items() if method in present]
+    names += sorted(str(method) for method in present - set(METHOD_LABELS))
+    return ", ".join(names[:-1]) + (" and " if len(names) > 1 else "") + names[-1] if names else "no method"

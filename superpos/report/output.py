@@ -112,8 +112,11 @@ def caption(profile: str, frame: pd.DataFrame, what: str = "") -> str:
               f"Profile {profile}: model {_join(backbones) if backbones else '?'};",
               f"data: {describe_data(frame)};",
               f"budget: {describe_budget(frame)};",
-              "scores: strict ones at the best strict validation point (the selected checkpoint), lenient ones at the "
-              "best lenient point;",
+              "scores: strict ones at the best strict validation point (the selected checkpoint), lenient ones (and, "
+              "in bar and factor figures, the invalid-label rate beside them) at the best lenient point;",
+              "marks: † a strict score of 0 because some predictions were not valid labels (†k/n: in k of n seeds); ± "
+              "and shaded bands or error bars: one standard deviation around the mean, over seeds unless said "
+              "otherwise;",
               f"seeds: {', '.join(str(s) for s in seeds) or '?'} ({len(seeds)} per setting, scores averaged).",
               f"{len(frame)} runs" + (f", {failed} failed" if failed else "") + "."]
     try:
@@ -222,6 +225,8 @@ def publish_figure(fig, name: str, profile: str, *, caption: str, title: str | N
     if title is not None:
         fig.suptitle(title, fontsize=11)
     title = title or fig.get_suptitle() or name
+    if getattr(fig, "unavailable", None):  # a placeholder: its caption must not describe a figure that is not there
+        caption = f"Not available for these runs: {fig.unavailable}. What it shows where it is: {caption}"
     folder = output_dir(profile, "figures")
     stem = f"{name}_{profile}"
     png, svg, md = folder / f"{stem}.png", folder / f"{stem}.svg", folder / f"{stem}.md"

@@ -71,7 +71,8 @@ def task_scores(frame: pd.DataFrame, *, lenient: bool = False, by: Sequence[str]
     keys = list(by) + ["task"]
     columns = keys + [c for c in CONFIG_COLUMNS if c not in keys] + [
         "setting", "score", "score_std", "seeds", "failed", "daggers", "dagger", "invalid_rate", "best_step", "best_lenient_step",
-        "metrics", "strict_score", "strict_std", "lenient_score", "lenient_std", "invalid_std"]
+        "metrics", "strict_score", "strict_std", "lenient_score", "lenient_std", "invalid_std", "lenient_invalid_rate",
+        "lenient_invalid_std"]
     if frame.empty:
         return pd.DataFrame(columns=columns)
     value = f"{split}_lenient_score" if lenient else f"{split}_score"
@@ -85,7 +86,9 @@ def task_scores(frame: pd.DataFrame, *, lenient: bool = False, by: Sequence[str]
     for key, group in frame.groupby(keys, sort=False, dropna=False):
         done = group[group["status"] == "done"]
         scores = pd.to_numeric(done[value], errors="coerce").dropna()
-        strict, lenient_values, invalid = (spread(done, f"{split}_{c}") for c in ("score", "lenient_score", "invalid_rate"))
+        strict, lenient_values, invalid, lenient_invalid = (
+            spread(done, f"{split}_{c}") if f"{split}_{c}" in done.columns else (math.nan, 0.0)
+            for c in ("score", "lenient_score", "invalid_rate", "lenient_invalid_rate"))
         daggers = int(done[f"{split}_dagger"].fillna(False).astype(bool).sum()) if len(done) else 0
         means = {}
         for column in metrics:
@@ -111,6 +114,7 @@ def task_scores(frame: pd.DataFrame, *, lenient: bool = False, by: Sequence[str]
             "metrics": {m: means[m] for m in task_metrics(key[-1], means) if m in means} or means,
             "strict_score": strict[0], "strict_std": strict[1],
             "lenient_score": lenient_values[0], "lenient_std": lenient_values[1], "invalid_std": invalid[1],
+            "lenient_invalid_rate": lenient_invalid[0], "lenient_invalid_std": lenient_invalid[1],
         })
     return _sorted(pd.DataFrame(rows, columns=columns))
 
