@@ -140,6 +140,21 @@ def test_table1_pivot_two_metric_average_dagger_and_avg(store):
     assert table.loc[1, "Dropout"] == "✗"
 
 
+def test_table1_avg_leaves_out_a_task_only_one_row_ran(store):
+    """A source task run by simple prompt tuning alone (for ATTEMPT) keeps its column but enters no average, so
+    every method is averaged over the same tasks; a row lacking a shared task prints "-" (as the paper's ATTEMPT,
+    which skips its source tasks; here Residual PT stands in for it)."""
+    for method, topic, same in (("simple", 60.0, 40.0), ("superpos", 70.0, 50.0), ("residual", 80.0, None)):
+        make_record(store, task="bbc-topic", method=method, metrics={"macro_f1": topic, "accuracy": topic})
+        if same is not None:
+            make_record(store, task="bbc-same-topic", method=method, metrics={"accuracy": same})
+    make_record(store, task="bbc-sts", method="simple", metrics={"pearson": 10.0, "spearman": 10.0})
+    table, numbers = report.method_table(report.task_scores(load_records(store)))
+    averages = dict(zip(table["Method"], numbers["Avg."]))
+    assert averages["Simple PT"] == pytest.approx(50.0) and averages["SuperPos PT"] == pytest.approx(60.0)
+    assert math.isnan(averages["Residual PT"]) and any(c.startswith("bbc-sts") for c in table.columns)
+
+
 def test_lenient_scores_count_invalid_labels_as_wrong(store):
     make_record(store, task="bbc-next", method="superpos", metrics={"accuracy": 60.0}, dagger=True,
                 lenient={"accuracy": 45.0})

@@ -178,8 +178,9 @@ def plot_curves(curves: pd.DataFrame, *, hue: str = "variant", x: str = "step", 
                         color=style["color"], linestyle=style["linestyle"])
                 if (stats["count"] > 1).any():
                     std = stats["std"].fillna(0)
-                    ax.fill_between(stats.index, stats["mean"] - std, stats["mean"] + std, color=style["color"],
-                                    alpha=0.12, linewidth=0)
+                    # clipped to the scale's 0-100: a percentage's spread does not leave its range
+                    low, high = (stats["mean"] - std).clip(lower=0), (stats["mean"] + std).clip(upper=100)
+                    ax.fill_between(stats.index, low, high, color=style["color"], alpha=0.12, linewidth=0)
             _label_panel(ax, row, column, column_axes[0], xlabel=STEP_LABEL if x == "step" else "epoch",
                          ylabel=quantity[3])
             ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))

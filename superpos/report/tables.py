@@ -11,8 +11,9 @@ Conventions (paper §5):
 - **strict** (default): a run that generated one invalid label scores 0 on that task (``†``).
 - **lenient**: invalid labels count as wrong answers instead (``lenient=True``).
 - ``†`` on an averaged cell: at least one seed produced an invalid label (``†k/n`` says how many).
-- ``Avg.``: the mean of a row's task scores, printed only when the row has every task of the table
-  (the paper prints "-" for ATTEMPT, which skips its four source tasks).
+- ``Avg.``: the mean of a row's task scores over the tasks more than one row ran, printed only when the row has
+  every one of them (the paper prints "-" for ATTEMPT, which skips its four source tasks); a task only one row
+  ran (a source run of ATTEMPT's alone) keeps its column but stays out of every average.
 """
 from __future__ import annotations
 
@@ -55,7 +56,8 @@ def _task_header(task: str, scores: pd.DataFrame, lenient: bool) -> str:
 
 def method_table(scores: pd.DataFrame, *, lenient: bool = False, rows: Sequence[str] = ("backbone", "variant", "dropout"),
                  digits: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Table 1's layout from :func:`task_scores` output: one row per setting, one column per task, ``Avg.``.
+    """Table 1's layout from :func:`task_scores` output: one row per setting, one column per task, ``Avg.`` (over
+    the tasks more than one row has; see the module docstring).
 
     Returns ``(formatted, numeric)``: strings as the paper prints them, and the task scores as numbers
     (the same rows and columns; ``Avg.`` NaN where a task is missing).
@@ -64,16 +66,21 @@ def method_table(scores: pd.DataFrame, *, lenient: bool = False, rows: Sequence[
         empty = pd.DataFrame()
         return empty, empty
     tasks = task_order(scores["task"])
+    groups = list(scores.groupby(list(rows), sort=False, dropna=False))
+    # Avg. over the tasks more than one row ran: a task only one setting has (ATTEMPT's source runs of simple prompt
+    # tuning) would enter that row's average alone and leave every other row without one. A row lacking one of
+    # them prints "-", as the paper does for ATTEMPT, which skips its source tasks.
+    shared = [t for t in tasks if len(groups) == 1 or sum((group["task"] == t).any() for _, group in groups) > 1]
     formatted, numeric = [], []
-    for key, group in scores.groupby(list(rows), sort=False, dropna=False):
+    for key, group in groups:
         key = dict(zip(rows, key))
         label = _row_label(key, group)
         by_task = {row["task"]: row for _, row in group.iterrows()}
         cells = {_task_header(t, scores, lenient): format_cell(by_task[t], single=lenient, digits=digits)
                  if t in by_task else "-" for t in tasks}
         values = {_task_header(t, scores, lenient): by_task[t]["score"] if t in by_task else math.nan for t in tasks}
-        complete = all(t in by_task and not math.isnan(by_task[t]["score"]) for t in tasks)
-        average = sum(by_task[t]["score"] for t in tasks) / len(tasks) if complete else math.nan
+        complete = bool(shared) and all(t in by_task and not math.isnan(by_task[t]["score"]) for t in shared)
+        average = sum(by_task[t]["score"] for t in shared) / len(shared) if complete else math.nan
         formatted.append({**label, **cells, "Avg.": f"{average:.{digits}f}" if complete else "-"})
         numeric.append({**label, **values, "Avg.": average})
     return pd.DataFrame(formatted), pd.DataFrame(numeric)
