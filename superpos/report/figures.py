@@ -106,16 +106,36 @@ def _palette(count: int) -> list:
     return cycle if count <= len(cycle) else [plt.get_cmap("tab20")(i % 20) for i in range(count)]
 
 
+#: Each method's own colour (its default variant), the same in every figure: the matplotlib cycle's first six.
+METHOD_COLOURS = {"simple": 0, "residual": 1, "attempt": 2, "superpos": 3, "ept": 4, "full": 5}
+
+
+def _variant_colours(keys: list[tuple[str, str]]) -> dict:
+    """``(method, variant) -> colour``: a method's default variant always in its own colour
+    (:data:`METHOD_COLOURS`), every other variant in the colours left, in order."""
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    spare = [c for i, c in enumerate(cycle) if i not in METHOD_COLOURS.values()]
+    spare += [plt.get_cmap("tab20")(i) for i in range(1, 20, 2)]  # the light halves, after the cycle's own
+    colours, others = {}, 0
+    for method, variant in dict.fromkeys(keys):
+        if variant == method and method in METHOD_COLOURS:
+            colours[(method, variant)] = cycle[METHOD_COLOURS[method] % len(cycle)]
+        else:
+            colours[(method, variant)] = spare[others % len(spare)]
+            others += 1
+    return colours
+
+
 def _styles(series: list[tuple], hue: str) -> dict:
-    """Per series key: legend label, colour (one per variant) and line style (dropout)."""
-    variants = list(dict.fromkeys(v for _, v, _ in series))
-    palette = _palette(len(variants))
+    """Per series key: legend label, colour (one per variant, a method's own for its default) and line style
+    (dropout)."""
+    colours = _variant_colours([(method, variant) for method, variant, _ in series])
     styles = {}
     for method, variant, dropout in series:
         name = method_label(method, variant)
         state = f"dropout {'on' if dropout else 'off'}"
         label = {"dropout": state, "setting": f"{name}, {state}"}.get(hue, name)
-        styles[(method, variant, dropout)] = {"label": label, "color": palette[variants.index(variant)],
+        styles[(method, variant, dropout)] = {"label": label, "color": colours[(method, variant)],
                                               "linestyle": DROPOUT_STYLE[dropout]}
     return styles
 
@@ -267,6 +287,10 @@ def plot_factor(scores: pd.DataFrame, factor: str, *, xlabel: str, log2: bool = 
         width = 4.5
     fig, axes = _figure(3, len(backbones), width=width, height=1.9)
     palette = _palette(max(len(values), len(tasks_all)))
+    if factor == "variant" and kind == "bar":  # a method's colour as in every other figure
+        methods = dict(zip(scores["variant"], scores["method"]))
+        colours = _variant_colours([(methods[value], value) for value in values])
+        palette = [colours[(methods[value], value)] for value in values]
     for column, backbone in enumerate(backbones):
         panel = scores[scores["backbone"] == backbone]
         tasks = task_order(panel["task"])
