@@ -537,6 +537,17 @@ def test_factor_figures_show_three_rows_in_the_factors_order(store):
     assert list(container.lines[0].get_xdata()) == [1, 16, 64]
 
 
+def test_a_method_keeps_its_colour_whatever_else_a_figure_shows():
+    from superpos.report.figures import _styles
+
+    alone = _styles([("superpos", "superpos", False)], hue="variant")
+    beside = _styles([("ept", "ept (decomposition)", False), ("simple", "simple", False), ("ept", "ept", False),
+                      ("superpos", "superpos (softmax)", False), ("superpos", "superpos", True)], hue="variant")
+    assert alone[("superpos", "superpos", False)]["color"] == beside[("superpos", "superpos", True)]["color"]
+    colours = [style["color"] for style in beside.values()]
+    assert len(set(map(str, colours))) == len(colours)  # every variant its own colour
+
+
 def test_standardized_figure_shows_strict_lenient_and_invalid(store):
     runs = _mixed_store(store)
     scores = report.task_scores(runs)

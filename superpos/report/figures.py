@@ -35,7 +35,7 @@ QUANTITIES = (("strict", "strict_score", "strict_std", "strict score (%)"),
 #: strict-best point of a run that never had all labels valid is its first evaluation, whatever came after).
 AT_BEST_POINTS = QUANTITIES[:2] + (("invalid", "lenient_invalid_rate", "lenient_invalid_std",
                                     "invalid labels (%)\nat the lenient point"),)
-#: Factors whose values have a meaning order (not alphabetical).
+#: Line style per dropout setting: solid off, dashed on (an on/off pair shares its colour).
 DROPOUT_STYLE = {False: "-", True: "--"}
 SVG_SALT = "superpos"
 matplotlib.rcParams["svg.hashsalt"] = SVG_SALT  # stable element ids: SVGs diff cleanly between runs
