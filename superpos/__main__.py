@@ -303,8 +303,13 @@ def _command_glance(args) -> int:
     from .engine import ResultsStore, load_records
     from .paths import reference_dir
     from .profiles import profile_configs
-    from .report import glance
+    from .report import claim_summary, glance
 
+    if args.write_docs:  # every generated block of README.md and docs/TASKS.md, from the committed references
+        from .report.generated import write_docs
+
+        print(f"glance: wrote {', '.join(write_docs()) or 'no block'}")
+        return 0
     store = (ResultsStore(reference_dir(args.profile), read_only=True) if args.reference
              else ResultsStore(profile=args.profile))
     configs = profile_configs(args.profile)
@@ -314,9 +319,16 @@ def _command_glance(args) -> int:
     # Printed only: notebook 05 writes the profile's glance table, from every run the profile asks for.
     from .paths import shown_path
 
-    print(f"glance: profile {args.profile}, {len(runs)} of its {len(configs)} runs finished in {shown_path(store.root)}; mean ± "
-          "std over seeds of the strict score (%), difference in points (positive: the paper's way)")
-    print(glance(runs).to_string(index=False))
+    if args.markdown:  # the README's "Results at a glance" block, as the tests check it
+        from .report.glance import glance_markdown
+
+        print(glance_markdown(runs, wanted=len(configs)), end="")
+        return 0
+    print(f"glance: profile {args.profile}, {len(runs)} of its {len(configs)} runs finished in {shown_path(store.root)}; "
+          "paired differences of the strict test score over seeds (points; positive: the paper's way), 95 % "
+          "t-intervals, Holm-corrected p within each claim")
+    print(claim_summary(runs_table := glance(runs)).to_string(index=False))
+    print(runs_table.to_string(index=False))
     return 0
 
 
@@ -368,6 +380,11 @@ def build_parser() -> argparse.ArgumentParser:
     glance_parser.add_argument("--profile", default="quick", help="quick (default), cpu, offline, paper or smoke.")
     glance_parser.add_argument("--reference", action="store_true",
                                help="Read results/<profile>/reference instead of the working store.")
+    glance_parser.add_argument("--markdown", action="store_true",
+                               help="Print the README's \"Results at a glance\" block for these runs.")
+    glance_parser.add_argument("--write-docs", action="store_true",
+                               help="Rewrite the blocks of README.md and docs/TASKS.md computed from the committed "
+                                    "references (glance, learnability gate).")
     return parser
 
 

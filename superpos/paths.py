@@ -32,6 +32,20 @@ def store_dir(profile: str) -> Path:
     return results_dir() / profile
 
 
+def renders_dir(profile: str) -> Path:
+    """Where a profile's tables, figures and executed notebooks go: ``$SUPERPOS_OUTPUT`` when set (``make
+    reproduce`` points it at ``results/<profile>/fresh/``, ignored by git, so that fresh runs never overwrite the
+    renders of the committed reference), else ``results/<profile>/`` (``make report``, ``make reference``)."""
+    if os.environ.get("SUPERPOS_OUTPUT"):
+        return Path(os.environ["SUPERPOS_OUTPUT"])
+    return results_dir() / profile
+
+
+def fresh_dir(profile: str) -> Path:
+    """The renders of a reproduction's fresh runs: ``results/<profile>/fresh/`` (tables, figures, notebooks)."""
+    return results_dir() / profile / "fresh"
+
+
 def reference_dir(profile: str) -> Path:
     """The committed reference results of a profile: ``results/<profile>/reference/`` (records, prompts and
     readouts of the runs ``make reproduce`` compares its fresh runs with)."""

@@ -35,7 +35,8 @@ import time
 from pathlib import Path
 
 from .engine.grid import Interrupted
-from .paths import NOTEBOOKS_DIR, OFFLINE_VARIABLES, hub_is_offline, reference_dir, results_dir, shown_path
+from .paths import (NOTEBOOKS_DIR, OFFLINE_VARIABLES, fresh_dir, hub_is_offline, reference_dir, renders_dir,
+                    shown_path)
 from .profiles import NOTEBOOKS, get_profile, notebook_name, profile_configs
 
 KERNEL = "python3"
@@ -62,8 +63,8 @@ def kernel_environment(extra: dict[str, str]):
 
 
 def executed_dir(profile: str) -> Path:
-    """Where executed copies of the notebooks go: ``results/<profile>/notebooks``."""
-    return results_dir() / profile / "notebooks"
+    """Where executed copies of the notebooks go: ``<renders>/notebooks`` (``paths.renders_dir``)."""
+    return renders_dir(profile) / "notebooks"
 
 
 def select_notebooks(notebooks: list[str] | None) -> list[str]:
@@ -103,9 +104,10 @@ def compare_with_reference(profile: str, records: list[dict]) -> str:
     from .engine.frame import records_frame
     from .report import caption, publish_table
 
-    reference = ResultsStore(reference_dir(profile), read_only=True)
+    folder, which = matching_reference(profile, records)
+    reference = ResultsStore(folder, read_only=True)
     comparison = compare_runs(records, reference)
-    line = summary_line(comparison)
+    line = f"{summary_line(comparison)}; {which}"
     numbers = comparison.copy()
     for column in numbers.columns:
         if column.startswith(("score", "lenient", "invalid", "final", "reference_", "delta_")) and \
@@ -123,6 +125,35 @@ def compare_with_reference(profile: str, records: list[dict]) -> str:
                   caption=caption(profile, frame, f"Fresh runs against {shown_path(reference.root)}; tolerance: {tolerance}"
                                   + sample_spread(comparison)))
     return line
+
+
+def reference_precision(folder: Path) -> str | None:
+    """The precision a reference's records ran in (the first record's; None for an empty folder)."""
+    import json
+
+    for path in sorted((folder / "records").glob("*.json")):
+        try:
+            return json.loads(path.read_text())["precision"]["dtype"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return None
+
+
+def matching_reference(profile: str, records: list[dict]) -> tuple[Path, str]:
+    """``(folder, sentence)``: the reference that ran in the fresh runs' precision, and which one it is. A
+    profile's references: ``results/<profile>/reference/`` (the one ``make report`` renders) and, for other
+    machine kinds, ``reference-<precision>/`` beside it (a CPU with native bf16 runs ``auto`` in bf16, an AVX2 one
+    in fp32: each compares with its own)."""
+    primary = reference_dir(profile)
+    fresh = sorted({(record.get("precision") or {}).get("dtype") for record in records} - {None})
+    candidates = [primary, *sorted(primary.parent.glob("reference-*"))]
+    for folder in candidates:
+        precision = reference_precision(folder)
+        if precision is not None and precision in fresh:
+            return folder, f"compared with the {precision} reference in {shown_path(folder)}, the one for this machine's precision"
+    ran = "/".join(fresh) or "no precision"
+    return primary, (f"no reference in {ran} (the runs' precision) among {', '.join(shown_path(c) for c in candidates)}: "
+                     f"compared with {shown_path(primary)} ({reference_precision(primary) or 'empty'})")
 
 
 def _run_hash(path: Path) -> str:
@@ -213,8 +244,6 @@ def reproduce(profile: str = "quick", notebooks: list[str] | None = None, *, out
     what the reference lacks and adds it (:func:`extend_reference`), then renders from the reference once it is
     complete; ``pack`` packs compatible runs as ``run_configs`` does (None: automatic, on CUDA only). Raises
     ``ValueError`` for unknown names or a reference that lacks runs."""
-    import papermill
-
     spec = get_profile(profile)
     names = select_notebooks(notebooks)
     if not NOTEBOOKS_DIR.is_dir():
@@ -231,13 +260,26 @@ def reproduce(profile: str = "quick", notebooks: list[str] | None = None, *, out
                   flush=True)
             return 1
         from_reference = True
+    # Fresh runs render beside the committed renders, never over them: those are the reference's (make report).
+    renders = {} if from_reference or accept else {"SUPERPOS_OUTPUT": str(fresh_dir(profile))}
+    environment = {**KERNEL_ENVIRONMENT, **renders}
+    with kernel_environment(renders):  # this process's tables (the comparison) go there too
+        return _reproduce(spec, profile, names, environment, output_dir=output_dir, cell_timeout_s=cell_timeout_s,
+                          start_timeout_s=start_timeout_s, progress=progress, from_reference=from_reference,
+                          accept=accept, pack=pack)
+
+
+def _reproduce(spec, profile: str, names: list[str], environment: dict, *, output_dir, cell_timeout_s,
+               start_timeout_s: int, progress: bool, from_reference: bool, accept: bool, pack) -> int:
+    """:func:`reproduce` once its arguments are checked and the renders' folder is chosen (in ``environment``)."""
+    import papermill
+
     out = Path(output_dir) if output_dir is not None else executed_dir(profile)
     timeout = cell_timeout_s if cell_timeout_s is not None else spec.cell_timeout_s
     if profile == "paper" and hub_is_offline() and not from_reference:
         print(f"superpos: profile paper loads T5 from the hub, but {'/'.join(OFFLINE_VARIABLES)} say offline; "
               "run `make reproduce PROFILE=paper OFFLINE=0` on a machine with network", file=sys.stderr)
     failures, started, line, fresh = [], time.perf_counter(), None, []
-    environment = dict(KERNEL_ENVIRONMENT)
     if from_reference:
         missing = missing_from_reference(profile, names)
         if missing:
@@ -305,7 +347,7 @@ def reproduce(profile: str = "quick", notebooks: list[str] | None = None, *, out
         accept_as_reference(profile, fresh, readouts=True)
     total = time.perf_counter() - started
     print(f"{'report' if from_reference else 'reproduce'}: {len(names)} notebooks in {total / 60:.1f} min; executed "
-          f"copies in {shown_path(out)}; tables and figures in {shown_path(results_dir() / profile)}", flush=True)
+          f"copies in {shown_path(out)}; tables and figures in {shown_path(renders_dir(profile))}", flush=True)
     if line:
         print(line, flush=True)
     if failures:
@@ -353,7 +395,7 @@ def clear_outputs(profile: str) -> None:
     """Remove the profile's tables and figures before a full render, but the comparison with the reference: no
     notebook writes it (a reproduction has just written it, a report keeps the last one)."""
     for kind in ("tables", "figures"):
-        for path in (results_dir() / profile / kind).glob("*"):
+        for path in (renders_dir(profile) / kind).glob("*"):
             if not path.name.startswith(f"reproduction_{profile}."):
                 path.unlink()
 

@@ -14,8 +14,10 @@ PROTOCOLS = ("paper", "heldout")
 NOT_HASHED = ("device",)
 #: Part of every run hash. Bump it with any fix that changes what a run computes (its scores, curves or
 #: prompt), so that records made by older code are never served as if they were current: they stay in the
-#: store under their old hash, and the run trains again. History: 1 = first release; 2 = dtype "auto".
-CODE_VERSION = 2
+#: store under their old hash, and the run trains again. History: 1 = first release; 2 = dtype "auto"; 3 = dev and
+#: test examples fixed whatever the seed, max_steps overrides epochs, a valid point beats a † one, lenient 0 when
+#: no prediction is valid, BBC suite v2.
+CODE_VERSION = 3
 
 
 @dataclasses.dataclass
@@ -30,14 +32,17 @@ class RunConfig(ConfigBase):
     dropout: bool = option(False, help="Keep the frozen network's dropout on (the paper's ✓ rows) or remove it (✗).")
     dropout_rate: float | None = option(None, minimum=0, help="Dropout rate for backbones pretrained without one (SmolLM2).")
     seed: int = option(0, help="Seeds prompt sampling, data order and dropout.")
-    epochs: int = option(1, minimum=1, help="Passes over the training split (the paper: 80).")
-    max_steps: int | None = option(None, minimum=1, help="Stop after this many optimizer steps (overrides epochs when reached).")
+    epochs: int = option(1, minimum=1, help="Passes over the training split (the paper: 80); max_steps, when given, overrides it.")
+    max_steps: int | None = option(None, minimum=1, help="Train exactly this many optimizer steps, cycling the data as needed (overrides epochs, as in Hugging Face).")
     batch_size: int = option(8, minimum=1, help="Training examples per step (the paper does not state it; 32 is common).")
     eval_every: int = option(0, minimum=0, help="Evaluate every k steps; 0 evaluates at the end of every epoch.")
     eval_batch_size: int = option(32, minimum=1, help="Examples per generation batch at evaluation.")
     protocol: str = option("paper", choices=PROTOCOLS, help="'paper': select and report on validation; 'heldout': select on dev, report test.")
     train_limit: int | None = option(None, minimum=1, help="Use only the first k training examples (after a seeded shuffle).")
-    eval_limit: int | None = option(None, minimum=2, help="Use only the first k evaluation examples (after a seeded shuffle).")
+    eval_limit: int | None = option(None, minimum=2, help="Use at most k dev examples (under 'paper', where dev is test, both), "
+                                                          "the same k for every seed.")
+    test_limit: int | None = option(None, minimum=2, help="'heldout' only: use at most k test examples, the same k for every "
+                                                          "seed (None: all).")
     max_input_tokens: int = option(256, minimum=8, help="Inputs are truncated to this many tokens before the prompt is prepended.")
     device: str = option("auto", help="'cpu', 'cuda' or 'auto' (cuda when present). Not part of the run hash.")
     dtype: str = option("auto", choices=PRECISIONS, help="'auto' (bf16 where the device runs it natively, else fp32), 'fp32', 'bf16' or "
@@ -58,6 +63,8 @@ class RunConfig(ConfigBase):
         require(self.method != "attempt" or len(self.sources) >= 1, "sources",
                 "ATTEMPT needs at least one source-prompt run (run hashes)")
         require(self.method == "attempt" or not self.sources, "sources", "only ATTEMPT takes source prompts")
+        require(self.test_limit is None or self.protocol == "heldout", "test_limit",
+                "applies to the 'heldout' protocol only (under 'paper' the test set is the dev set: use eval_limit)")
 
     def resolved(self) -> "RunConfig":
         """A copy whose ``method_config`` holds every field of the method's config (defaults filled in).
@@ -81,6 +88,14 @@ class RunConfig(ConfigBase):
         config_cls = METHODS[self.method][0]
         method_config = config_cls.from_dict(dict(self.method_config)).to_dict()
         return dataclasses.replace(self, task=task, method_config=method_config)
+
+    def splits(self):
+        """The run's :class:`~superpos.tasks.Splits`: the training sample drawn with the run seed; dev and test fixed
+        by ``EVAL_SEED``, the same for every seed (``protocol``, ``train_limit``, ``eval_limit``, ``test_limit``)."""
+        from ..tasks import EVAL_SEED, get_task
+
+        return get_task(self.task).splits(self.protocol, seed=EVAL_SEED).limit(
+            self.train_limit, self.eval_limit, self.seed, test_limit=self.test_limit)
 
     def run_hash(self) -> str:
         """Stable hash of the resolved config (without the fields in ``NOT_HASHED``) and ``CODE_VERSION``."""

@@ -75,6 +75,10 @@ def record_row(record: dict) -> dict:
     row["analysis"] = record.get("analysis", {})
     row["prompt_path"] = record.get("prompt_path")
     row["device_name"] = (record.get("provenance") or {}).get("device")
+    row["code_version"] = (record.get("provenance") or {}).get("code_version")
+    row["precision"] = (record.get("precision") or {}).get("dtype")
+    row["test_predictions"] = record.get("test_predictions")
+    row["test_fingerprint"] = ((record.get("data") or {}).get("fingerprint") or {}).get("test")
     return row
 
 

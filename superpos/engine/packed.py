@@ -310,13 +310,15 @@ class PackedGroup:
                 return []
             jobs = [EvalJob(t.method, t.task, getattr(t, split), **t.eval_options()) for t in trainers]
             with trainers[0].autocast:
-                return [score for score, _ in evaluate_many(self.backbone, jobs)]
+                return evaluate_many(self.backbone, jobs)
 
-        points = [trainer.dev_point(score) for trainer, score in zip(due, scores(due, "dev_examples"))]
+        dev = scores(due, "dev_examples")
+        points = [trainer.dev_point(score) for trainer, (score, _) in zip(due, dev)]
         tested = [trainer for trainer, (_, wants_test) in zip(due, points) if wants_test]
-        test_scores = dict(zip(tested, scores(tested, "test_examples")))
-        for trainer, (point, wants_test) in zip(due, points):
-            trainer.settle_point(point, wants_test, test_scores.get(trainer))
+        test = dict(zip(tested, scores(tested, "test_examples")))
+        for trainer, (point, wants_test), (_, dev_predictions) in zip(due, points, dev):
+            test_score, test_predictions = test.get(trainer, (None, dev_predictions))
+            trainer.settle_point(point, wants_test, test_score, test_predictions)
         elapsed = time.perf_counter() - started
         examples = sum(len(trainer.dev_examples) for trainer in due)
         for trainer in due:

@@ -33,15 +33,16 @@ from ..backbones.precision import resolve_precision
 from ..paths import REPO_ROOT
 from .config import CODE_VERSION, RunConfig, as_run_config
 from .evaluate import evaluate, max_new_tokens_for
+from .record import improves
 from .reporting import check_report_to, make_reporter
-from .store import ResultsStore, atomic_write_bytes, note
+from .store import ResultsStore, atomic_write_bytes, note, stable_hash
 
 LOSS_POINTS = 400  # the loss curve keeps about this many points, whatever the run length
 #: Layout of a checkpoint's files; a checkpoint of another format is set aside, never guessed at.
-CHECKPOINT_FORMAT = 2
+CHECKPOINT_FORMAT = 3
 #: The trainer's mutable state kept in ``progress.json``, with the JSON types each field must have.
 PROGRESS_FIELDS = {"step": int, "history": list, "loss_curve": list, "best": (dict, type(None)),
-                   "best_lenient": (dict, type(None)),
+                   "best_lenient": (dict, type(None)), "best_predictions": (list, type(None)),
                    "train_seconds": (int, float), "eval_seconds": (int, float), "train_tokens": int,
                    "pending_loss": list}
 BUSY_CHOICES = ("wait", "skip")
@@ -256,8 +257,7 @@ class Trainer:
 
         # Data first: a bad task or a missing data folder fails before any model loads.
         self.task = get_task(config.task)
-        splits = self.task.splits(config.protocol, seed=config.seed).limit(config.train_limit, config.eval_limit,
-                                                                           config.seed)
+        splits = config.splits()  # the run seed draws the training sample; dev and test are the same for every seed
         self.train_examples, self.dev_examples, self.test_examples = splits.train, splits.dev, splits.test
         if not self.train_examples or not self.dev_examples:
             raise RunError(f"task: {config.task} has an empty training or evaluation split")
@@ -273,7 +273,8 @@ class Trainer:
 
         steps_per_epoch = math.ceil(len(self.train_examples) / config.batch_size)
         self.steps_per_epoch = steps_per_epoch
-        self.total_steps = min(config.epochs * steps_per_epoch, config.max_steps or 10**12)
+        # As in Hugging Face's TrainingArguments: max_steps, when given, overrides epochs (the data cycles).
+        self.total_steps = config.max_steps or config.epochs * steps_per_epoch
         self.log_every = max(1, self.total_steps // LOSS_POINTS)
         uses_autocast = self.precision != "fp32" and (config.method == "full" or self.device.type == "cuda")
         low = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
@@ -285,6 +286,7 @@ class Trainer:
         self.loss_curve: list[list[float]] = []
         self.best: dict | None = None          # the best strict point: selects the checkpoint
         self.best_lenient: dict | None = None  # the best lenient point, reported beside it
+        self.best_predictions: list[str] | None = None  # test texts at the best strict point (example order)
         self.train_seconds = 0.0
         self.eval_seconds = 0.0
         self.train_tokens = 0
@@ -399,14 +401,15 @@ class Trainer:
         self.method.eval()
         self.backbone.model.eval()
         with self.autocast:
-            dev_score, _ = evaluate(self.backbone, self.method, self.task, self.dev_examples, **self.eval_options())
+            dev_score, dev_predictions = evaluate(self.backbone, self.method, self.task, self.dev_examples,
+                                                  **self.eval_options())
         point, wants_test = self.dev_point(dev_score)
-        test_score = None
+        test_score = test_predictions = None
         if wants_test:
             with self.autocast:
-                test_score, _ = evaluate(self.backbone, self.method, self.task, self.test_examples,
-                                         **self.eval_options())
-        self.settle_point(point, wants_test, test_score)
+                test_score, test_predictions = evaluate(self.backbone, self.method, self.task, self.test_examples,
+                                                        **self.eval_options())
+        self.settle_point(point, wants_test, test_score, test_predictions if wants_test else dev_predictions)
         self.eval_seconds += time.perf_counter() - started
         return point
 
@@ -417,29 +420,25 @@ class Trainer:
         return point, any(self.improves(point)) and self.test_examples is not self.dev_examples
 
     def improves(self, point: dict) -> tuple[bool, bool]:
-        """Whether ``point`` beats the best strict and the best lenient point so far.
+        """Whether ``point`` beats the best strict and the best lenient point so far (``record.improves``).
 
         Each score is reported at its own best point: the strict score selects the checkpoint (the paper's rule),
-        the lenient one is tracked beside it, so a † run's lenient score is not read at its first evaluation. At an
-        equal strict score a point whose labels are all valid beats a † one: † says the run never converged to
-        valid labels, which a later valid point disproves (a strict 0 is then a real 0, e.g. an MCC of 0).
+        the lenient one is tracked beside it, so a † run's lenient score is not read at its first evaluation.
         """
-        best = None if self.best is None else self.best["dev"]
-        improved = best is None or point["score"] > best["score"] or (
-            point["score"] == best["score"] and best["dagger"] and not point["dagger"])
-        lenient_improved = self.best_lenient is None or \
-            point["lenient_score"] > self.best_lenient["dev"]["lenient_score"]
-        return improved, lenient_improved
+        return (improves(None if self.best is None else self.best["dev"], point),
+                improves(None if self.best_lenient is None else self.best_lenient["dev"], point, lenient=True))
 
-    def settle_point(self, point: dict, tested: bool, test_score) -> None:
+    def settle_point(self, point: dict, tested: bool, test_score, test_predictions: list[str]) -> None:
         """Keep ``point`` in the history and, where it improves, as the best point (with ``test_score`` when
-        ``tested``) and its state."""
+        ``tested``) and its state; ``test_predictions`` are the texts generated for the test examples (the dev
+        ones where dev is test), kept at the strict-best point for paired, example-level comparisons."""
         improved, lenient_improved = self.improves(point)
         if improved or lenient_improved:
             test = {"step": self.step, "epoch": point["epoch"], **test_score.to_dict()} if tested else point
             selected = {"step": self.step, "epoch": point["epoch"], "dev": point, "test": test}
             if improved:
                 self.best = selected
+                self.best_predictions = list(test_predictions)
                 self.save_best_state()
             if lenient_improved:
                 self.best_lenient = selected
@@ -614,12 +613,15 @@ class Trainer:
             "loss_curve": self.loss_curve,
             "best": self.best,
             "best_lenient": self.best_lenient,
+            # the texts generated for data.test_examples at the best strict point, in their order (fingerprint.test)
+            "test_predictions": self.best_predictions,
             "analysis": analysis,
             "prompt_path": prompt_path,
             "state_path": state_path,
             "data": {"train_examples": len(self.train_examples), "dev_examples": len(self.dev_examples),
                      "test_examples": len(self.test_examples), "max_new_tokens": self.max_new_tokens,
-                     "truncated": self.truncation},
+                     "truncated": self.truncation, "fingerprint": examples_fingerprint(self.dev_examples,
+                                                                                       self.test_examples)},
             "trainable_params": self.method.trainable_parameter_count(),
             "steps": self.step,
             "timing": {"train_seconds": round(self.train_seconds, 3), "eval_seconds": round(self.eval_seconds, 3),
@@ -650,6 +652,15 @@ class Trainer:
         """Write ``data`` atomically to ``path`` in the store; return the path relative to the store."""
         atomic_write_bytes(path, data)
         return str(path.relative_to(self.store.root))
+
+
+def examples_fingerprint(dev: list, test: list) -> dict[str, str]:
+    """Hashes of the dev and the test examples' ids (and targets): two records with equal fingerprints were
+    selected and scored on the same examples, so they compare example by example."""
+    def digest(examples: list) -> str:
+        return stable_hash([[example.uid, example.target_text] for example in examples])
+
+    return {"dev": digest(dev), "test": digest(test)}
 
 
 def tensor_dict_problem(saved: Any, own: dict[str, torch.Tensor], what: str) -> str | None:

@@ -10,9 +10,11 @@ Modules: ``names`` (display names and orders), ``settings`` (a setting's label a
 paper's numbers beside ours), ``stability`` (standardized overall scoring,
 Table 2; weight similarity, Figure 2d), ``figures``, ``paper`` (the paper's Tables 1-3 as data),
 ``readout`` (nearest-token readouts of prompts), ``output`` (captions and files), ``glance`` (the paper's
-claims judged on a store's runs).
+claims judged on a store's runs by paired tests, ``stats``), ``baselines`` (the best constant answer; the
+learnability gate).
 """
-from .glance import CLAIMS, glance
+from .baselines import GATE_CEILING, GATE_MARGIN, baseline_scores, constant_baseline, learnability_gate, with_baseline
+from .glance import CLAIMS, claim_summary, glance
 from .figures import plot_curves, plot_factor, plot_losses, plot_similarity, plot_standardized
 from .output import (Published, PublishedFigure, caption, markdown_table, output_dir, publish_figure,
                      publish_table, save_figure)
@@ -27,7 +29,8 @@ from .settings import Variant
 from .tables import cost_table, factor_table, method_table
 
 __all__ = [
-    "CLAIMS", "glance",
+    "CLAIMS", "glance", "claim_summary", "GATE_CEILING", "GATE_MARGIN", "baseline_scores", "constant_baseline",
+    "learnability_gate", "with_baseline",
     "plot_curves", "plot_factor", "plot_losses", "plot_similarity", "plot_standardized",
     "Published", "PublishedFigure", "caption", "markdown_table", "output_dir", "publish_figure", "publish_table",
     "save_figure",

@@ -1,20 +1,27 @@
-"""Results at a glance: each claim of the paper, judged on the runs a store holds.
+"""Results at a glance: each claim of the paper, judged by a paired test on the runs a store holds.
 
-The claims (paper §5, Figure 2, Tables 1–3, appendix A.2), each a comparison of two settings per task:
+The claims (paper §5, Figure 2, Tables 1–3, appendix A.2), each one or more comparisons of two settings:
 
-- ``superpos``: SuperPos-Prompt scores above every other prompt method (Table 1, dropout off);
-- ``dropout``: removing the frozen network's dropout helps (Table 1, ✗ against ✓), for each method run both ways;
-- ``m``: the score grows with m up to 128 and levels off there (Figure 2c): m = 128 against the smallest m,
-  and m = 128 against the largest;
-- ``softmax``: softmax weights do worse than plain superposition (Table 3, appendix A.2);
-- ``stability``: SuperPos varies least across tasks (Table 2): the standard deviation over tasks of each
-  method's score, min-max scaled per task over the methods (the paper's standardized scoring).
+- ``superpos``: SuperPos-Prompt scores above every other prompt method (Table 1, dropout off), per task;
+- ``dropout``: removing the frozen network's dropout helps (Table 1, ✗ against ✓), per method and task run both
+  ways; *not testable* on a backbone pretrained without dropout (the claim concerns T5, pretrained with 0.1):
+  the row then gives the measured reason, the training loss with dropout on against off;
+- ``m``: the score rises with m up to 128 (m = 128 against the smallest m) and levels off there (the largest m
+  against 128), per task;
+- ``softmax``: softmax weights do worse than plain superposition (Table 3, appendix A.2), per task;
+- ``stability``: SuperPos varies least across tasks (Table 2): per seed, each method's standard deviation over
+  tasks of its min-max scaled score (the paper's standardized scoring), SuperPos against each other method.
 
-**The rule.** A difference between two settings counts when it is larger than the larger of their standard
-deviations over seeds (and at least one point). Then the claim is ``supported`` when the difference points
-the paper's way and ``not supported`` when it points the other way; otherwise ``inconclusive``. With a single
-seed there is no spread to judge by: the verdict is ``inconclusive (1 seed)``, and the direction is given.
-Scores are the strict ones (the paper's rule: an invalid label zeroes the task); lenient ones stand beside.
+**The test** (:mod:`.stats`). Each comparison pairs the two settings' runs by seed (same training sample, data
+order and evaluation examples) and takes the per-seed differences of the strict test score (the paper's rule:
+an invalid label zeroes the task, †), signed so that a positive difference points the paper's way. Reported:
+their mean, its 95 % t-interval over seeds, the paired t-test's p-value and its Holm-adjusted value over the
+comparisons of the claim. Verdicts: ``supported`` (adjusted p < 0.05, the paper's way), ``contradicted``
+(adjusted p < 0.05, the other way), ``inconclusive``, or ``not testable`` with the reason (fewer than two
+paired seeds; dropout on a backbone pretrained without it). "Levels off" is a claim of no gain: supported when
+the interval's upper end lies below :data:`LEVEL_MARGIN` points of gain beyond m = 128, contradicted when the
+larger m gains significantly. A claim is contradicted when any of its comparisons is, supported when all are,
+inconclusive otherwise.
 """
 from __future__ import annotations
 
@@ -23,7 +30,8 @@ import math
 import pandas as pd
 
 from .names import task_order
-from .scores import task_scores
+from .scores import with_variants
+from .stats import ALPHA, holm, paired_test
 
 CLAIMS = {
     "superpos": "SuperPos-Prompt beats the other prompt methods",
@@ -32,96 +40,216 @@ CLAIMS = {
     "softmax": "Softmax weights do worse",
     "stability": "SuperPos is more stable across tasks",
 }
+#: "Levels off": a gain beyond m = 128 smaller than this many points counts as none.
+LEVEL_MARGIN = 2.0
+#: Prompt methods SuperPos is compared with in Table 1, and those of Table 2's stability rule.
+OTHER_METHODS = ("simple", "residual", "attempt", "ept")
+STABILITY_METHODS = ("simple", "residual", "superpos")
+COLUMNS = ["claim", "task", "comparison", "pairs", "setting", "against", "difference", "ci_low", "ci_high", "p",
+           "p_holm", "verdict"]
 
 
-def _cell(row: pd.Series | None) -> str:
-    if row is None:
-        return "–"
-    std = f" ± {row['strict_std']:.1f}" if row["seeds"] > 1 else ""
-    return f"{row['strict_score']:.1f}{std} (lenient {row['lenient_score']:.1f}, {int(row['seeds'])} seed" \
-           f"{'s' if row['seeds'] > 1 else ''})"
+def seed_scores(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per finished run: ``backbone, task, variant, dropout, seed`` and ``score`` (strict test score at the
+    dev-selected point), ``lenient`` and ``final_loss`` (the mean of the loss curve's last point)."""
+    columns = ["backbone", "task", "method", "variant", "dropout", "seed", "score", "lenient", "final_loss", "m"]
+    if runs.empty:
+        return pd.DataFrame(columns=columns)
+    runs = with_variants(runs) if "variant" not in runs.columns else runs
+    done = runs[runs["status"] == "done"]
+    return pd.DataFrame({
+        "backbone": done["backbone"], "task": done["task"], "method": done["method"], "variant": done["variant"],
+        "dropout": done["dropout"].astype(bool), "seed": done["seed"],
+        "score": pd.to_numeric(done["test_score"], errors="coerce"),
+        "lenient": pd.to_numeric(done["test_lenient_score"], errors="coerce"),
+        "final_loss": [curve[-1][1] if curve else math.nan for curve in done["loss_curve"]],
+        "m": done["m"] if "m" in done.columns else math.nan,
+    }, columns=columns).reset_index(drop=True)
 
 
-def _verdict(ours: pd.Series, other: pd.Series, *, higher_is_paper: bool = True) -> tuple[str, float]:
-    """``(verdict, difference)`` for "ours beats other" under the module's rule."""
-    difference = ours["strict_score"] - other["strict_score"]
-    if not higher_is_paper:
-        difference = -difference
-    if min(ours["seeds"], other["seeds"]) < 2:
-        direction = "as the paper" if difference > 0 else "against the paper" if difference < 0 else "no difference"
-        return f"inconclusive (1 seed; {direction})", difference
-    margin = max(ours["strict_std"], other["strict_std"], 1.0)
-    if difference > margin:
-        return "supported", difference
-    if difference < -margin:
-        return "not supported", difference
-    return "inconclusive", difference
+def _scores(seeds: pd.DataFrame, task: str, variant: str, dropout: bool = False) -> pd.Series:
+    """``seed -> score`` of one setting on one task."""
+    rows = seeds[(seeds["task"] == task) & (seeds["variant"] == variant) & (seeds["dropout"] == dropout)]
+    return rows.set_index("seed")["score"].dropna()
 
 
-def _row(scores: pd.DataFrame, task: str, variant: str, dropout: bool = False) -> pd.Series | None:
-    match = scores[(scores["task"] == task) & (scores["variant"] == variant) & (scores["dropout"] == dropout)
-                   & (scores["seeds"] > 0)]
-    return match.iloc[0] if len(match) else None
+def _mean_text(values: pd.Series) -> str:
+    return f"{values.mean():.1f}" if len(values) else "–"
+
+
+class _Claim:
+    """The comparisons of one claim, collected, then judged together (Holm's correction spans them)."""
+
+    def __init__(self, key: str):
+        self.key, self.rows = key, []
+
+    def pair(self, task: str, comparison: str, ours: pd.Series, other: pd.Series, *, rule: str = "differs") -> None:
+        """Compare ``ours`` with ``other`` (``seed -> score``; positive differences = the paper's way)."""
+        if ours.empty or other.empty:
+            return
+        seeds = sorted(set(ours.index) & set(other.index))
+        test = paired_test([ours[s] - other[s] for s in seeds])
+        self.rows.append({"claim": CLAIMS[self.key], "task": task, "comparison": comparison, "pairs": len(seeds),
+                          "setting": _mean_text(ours.loc[seeds]), "against": _mean_text(other.loc[seeds]),
+                          "difference": test["mean"], "ci_low": test["low"], "ci_high": test["high"],
+                          "p": test["p"], "rule": rule})
+
+    def untestable(self, task: str, comparison: str, setting: str, against: str, reason: str) -> None:
+        self.rows.append({"claim": CLAIMS[self.key], "task": task, "comparison": comparison, "pairs": 0,
+                          "setting": setting, "against": against, "difference": math.nan, "ci_low": math.nan,
+                          "ci_high": math.nan, "p": math.nan, "rule": "none", "verdict": f"not testable: {reason}"})
+
+    def judged(self) -> list[dict]:
+        adjusted = holm([row["p"] if row["rule"] == "differs" and row["pairs"] >= 2 else math.nan
+                         for row in self.rows])
+        for row, p_holm in zip(self.rows, adjusted):
+            row["p_holm"] = p_holm
+            if "verdict" in row:
+                continue
+            if row["pairs"] < 2:
+                row["verdict"] = f"not testable: {row['pairs']} paired seed (no interval)"
+            elif row["rule"] == "levels off":
+                row["verdict"] = ("supported" if row["ci_high"] < LEVEL_MARGIN else
+                                  "contradicted" if row["ci_low"] > 0 else "inconclusive")
+            elif p_holm < ALPHA:
+                row["verdict"] = "supported" if row["difference"] > 0 else "contradicted"
+            else:
+                row["verdict"] = "inconclusive"
+        return [{key: row.get(key) for key in COLUMNS} for row in self.rows]
 
 
 def glance(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per (claim, task, comparison): both settings' mean ± std over seeds, the difference in points
-    (positive: the paper's way) and the verdict. ``runs`` is :func:`superpos.engine.load_records` output."""
-    scores = task_scores(runs)
-    rows = []
+    """One row per (claim, task, comparison): the settings' mean strict test scores over the paired seeds, the
+    mean paired difference (points; positive: the paper's way), its 95 % t-interval, p and Holm's p, the verdict.
+    ``runs`` is :func:`superpos.engine.load_records` output."""
+    from ..backbones.load import PRETRAINED_WITHOUT_DROPOUT
 
-    def add(claim: str, task: str, what: str, ours, other, **kwargs) -> None:
-        if ours is None or other is None:
-            return
-        verdict, difference = _verdict(ours, other, **kwargs)
-        rows.append({"claim": CLAIMS[claim], "task": task, "comparison": what, "setting": _cell(ours),
-                     "against": _cell(other), "difference": round(difference, 1), "verdict": verdict})
-
-    for task in task_order(scores["task"].unique()):
-        superpos = _row(scores, task, "superpos")
-        for method in ("simple", "residual", "attempt", "ept"):
-            add("superpos", task, f"SuperPos vs {method}", superpos, _row(scores, task, method))
+    seeds = seed_scores(runs)
+    claims = {key: _Claim(key) for key in CLAIMS}
+    for task in task_order(seeds["task"].unique()):
+        superpos = _scores(seeds, task, "superpos")
+        for method in OTHER_METHODS:
+            claims["superpos"].pair(task, f"SuperPos − {method}", superpos, _scores(seeds, task, method))
         for method in ("simple", "residual", "attempt", "superpos", "ept"):
-            add("dropout", task, f"{method}: dropout off vs on", _row(scores, task, method),
-                _row(scores, task, method, dropout=True))
-        m_values = sorted(int(m) for m in scores[(scores["task"] == task) & (scores["method"] == "superpos")
-                                                 & ~scores["softmax"].fillna(False).astype(bool)
-                                                 & ~scores["dropout"].astype(bool)]["m"].dropna().unique())
+            off, on = _scores(seeds, task, method), _scores(seeds, task, method, dropout=True)
+            if off.empty or on.empty:
+                continue
+            backbones = set(seeds[(seeds["task"] == task) & (seeds["variant"] == method)]["backbone"])
+            if backbones & set(PRETRAINED_WITHOUT_DROPOUT):
+                claims["dropout"].untestable(task, f"{method}: dropout off − on", _mean_text(off), _mean_text(on),
+                                             _dropout_reason(seeds, task, method))
+            else:
+                claims["dropout"].pair(task, f"{method}: dropout off − on", off, on)
+        m_values = sorted(int(m) for m in seeds[(seeds["task"] == task) & (seeds["method"] == "superpos")
+                                                & (seeds["variant"].str.startswith("superpos m="))]["m"].dropna())
         smaller, larger = [m for m in m_values if m < 128], [m for m in m_values if m > 128]
         if smaller:
-            add("m", task, f"m = 128 vs m = {smaller[0]} (rises)", superpos,
-                _row(scores, task, f"superpos m={smaller[0]}"))
-        larger_row = _row(scores, task, f"superpos m={larger[-1]}") if larger else None
-        if larger_row is not None and superpos is not None:
-            # Levelling off: the larger m gains nothing beyond the spread over seeds.
-            verdict, gain = _verdict(larger_row, superpos)
-            if verdict.startswith("inconclusive (1"):
-                verdict = f"inconclusive (1 seed; m = {larger[-1]} {gain:+.1f} points)"
-            else:
-                verdict = "not supported" if verdict == "supported" else "supported"
-            rows.append({"claim": CLAIMS["m"], "task": task, "comparison": f"m = {larger[-1]} vs m = 128 (levels off)",
-                         "setting": _cell(larger_row), "against": _cell(superpos), "difference": round(-gain, 1),
-                         "verdict": verdict})
-        add("softmax", task, "SuperPos vs SuperPos (softmax)", superpos, _row(scores, task, "superpos (softmax)"))
-    rows.extend(_stability(scores))
-    return pd.DataFrame(rows, columns=["claim", "task", "comparison", "setting", "against", "difference", "verdict"])
+            claims["m"].pair(task, f"m = 128 − m = {smaller[0]} (rises)", superpos,
+                             _scores(seeds, task, f"superpos m={smaller[0]}"))
+        if larger:
+            # the paper's way is "no gain": the difference is signed 128 − larger, the margin applies to the gain
+            gain = _scores(seeds, task, f"superpos m={larger[-1]}")
+            claims["m"].pair(task, f"m = {larger[-1]} − m = 128 (levels off)", gain, superpos, rule="levels off")
+        claims["softmax"].pair(task, "SuperPos − SuperPos (softmax)", superpos,
+                               _scores(seeds, task, "superpos (softmax)"))
+    _stability(seeds, claims["stability"])
+    rows = [row for claim in claims.values() for row in claim.judged()]
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    for column in ("difference", "ci_low", "ci_high"):
+        frame[column] = frame[column].astype(float).round(1)
+    for column in ("p", "p_holm"):
+        frame[column] = frame[column].astype(float).round(3)
+    return frame
 
 
-def _stability(scores: pd.DataFrame) -> list[dict]:
-    """Standard deviation over tasks of each prompt method's min-max scaled score (dropout off); needs at
-    least three tasks where every compared method ran."""
+def _dropout_reason(seeds: pd.DataFrame, task: str, method: str) -> str:
+    """The measured reason a dropout comparison says nothing of the paper's claim."""
+    rows = seeds[(seeds["task"] == task) & (seeds["variant"] == method)]
+    on, off = rows[rows["dropout"]], rows[~rows["dropout"]]
+    paired = sorted(set(on["seed"]) & set(off["seed"]))
+    loss_on = on[on["seed"].isin(paired)]["final_loss"].mean()
+    loss_off = off[off["seed"].isin(paired)]["final_loss"].mean()
+    return (f"the backbone was pretrained without dropout; with it added, the final training loss is "
+            f"{loss_on:.2f} against {loss_off:.2f} without ({len(paired)} seed{'s' if len(paired) != 1 else ''})")
+
+
+def _stability(seeds: pd.DataFrame, claim: _Claim) -> None:
+    """Per seed, each method's std over tasks of its min-max scaled score (Table 2's rule), over the tasks where
+    every compared method ran; SuperPos's std against each other method's (positive: SuperPos steadier)."""
     from .stability import standardized_overall
 
-    methods = ("simple", "residual", "superpos")
-    base = scores[scores["variant"].isin(methods) & ~scores["dropout"].astype(bool) & (scores["seeds"] > 0)]
-    complete = [t for t, group in base.groupby("task") if set(group["variant"]) == set(methods)]
-    if len(complete) < 3:
-        return []
-    overall = standardized_overall(base[base["task"].isin(complete)], setting=("variant",))
-    spread = dict(zip(overall["variant"], overall["std"]))
-    ours = spread.pop("superpos", math.nan)
-    verdict = "supported" if ours < min(spread.values()) else "not supported"
-    return [{"claim": CLAIMS["stability"], "task": f"{len(complete)} tasks",
-             "comparison": "std over tasks of the min-max scaled score (Table 2's rule)", "setting": f"SuperPos {ours:.1f}",
-             "against": ", ".join(f"{name} {value:.1f}" for name, value in spread.items()),
-             "difference": round(min(spread.values()) - ours, 1), "verdict": verdict}]
+    base = seeds[seeds["variant"].isin(STABILITY_METHODS) & ~seeds["dropout"]]
+    per_seed = {}
+    for seed, group in base.groupby("seed"):
+        complete = [t for t, rows in group.groupby("task") if set(rows["variant"]) == set(STABILITY_METHODS)]
+        if len(complete) < 3:
+            continue
+        overall = standardized_overall(group[group["task"].isin(complete)], setting=("variant",))
+        per_seed[seed] = dict(zip(overall["variant"], overall["std"]))
+    if not per_seed:
+        return
+    tasks = len(set(base["task"]))
+    ours = pd.Series({seed: spread["superpos"] for seed, spread in per_seed.items()})
+    for method in STABILITY_METHODS[:-1]:
+        other = pd.Series({seed: spread[method] for seed, spread in per_seed.items()})
+        claim.pair(f"{tasks} tasks", f"std over tasks: {method} − SuperPos", -ours, -other)
+        claim.rows[-1]["setting"], claim.rows[-1]["against"] = _mean_text(ours), _mean_text(other)
+
+
+def claim_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """One line per claim from :func:`glance`'s rows: the claim's verdict and how its comparisons came out."""
+    rows = []
+    for claim, group in table.groupby("claim", sort=False):
+        verdicts = [v.split(":")[0] for v in group["verdict"]]
+        counts = {v: verdicts.count(v) for v in ("supported", "contradicted", "inconclusive", "not testable")}
+        testable = len(verdicts) - counts["not testable"]
+        if not testable:
+            verdict = "not testable"
+        elif counts["contradicted"]:
+            verdict = "contradicted"
+        elif counts["supported"] == testable:
+            verdict = "supported"
+        else:
+            verdict = "inconclusive"
+        detail = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
+        rows.append({"claim": claim, "verdict": verdict, "comparisons": f"{len(verdicts)}: {detail}"})
+    return pd.DataFrame(rows, columns=["claim", "verdict", "comparisons"])
+
+
+def _number(value: float, signed: bool = False) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else \
+        (f"{value:+.1f}" if signed else f"{value:.1f}")
+
+
+def glance_markdown(runs: pd.DataFrame, wanted: int | None = None) -> str:
+    """The README's "Results at a glance" block for ``runs`` (every sentence and number computed here): what the
+    runs are, one line per claim, then every comparison with its paired difference, interval and verdict.
+    ``wanted``: how many runs the profile asks for (said when the runs are fewer)."""
+    from .output import markdown_table, mixed_provenance
+
+    done = runs[runs["status"] == "done"] if not runs.empty else runs
+    if done.empty:
+        return "No finished run yet."
+    seeds = sorted(int(s) for s in done["seed"].unique())
+    tasks = task_order(done["task"].unique())
+    precisions = sorted({str(p) for p in done.get("precision", pd.Series(dtype=object)).dropna()})
+    held = f"{len(done)} of the {wanted} runs" if wanted and wanted != len(done) else f"all {len(done)} runs"
+    lines = [f"From {held} ({', '.join(sorted(set(done['backbone'])))}; tasks {', '.join(tasks)}; seeds "
+             f"{', '.join(map(str, seeds))}; {'/'.join(precisions) or 'precision not recorded'}). Differences are in "
+             "points of the strict test score, paired by seed, positive when they point the paper's way; 95 % "
+             "t-intervals over seeds; p-values Holm-corrected within each claim.", ""]
+    lines.extend(mixed_provenance(done))
+    table = glance(done)
+    summary = claim_summary(table)
+    lines += [markdown_table(summary.rename(columns={"claim": "Claim of the paper", "verdict": "Verdict",
+                                                     "comparisons": "Comparisons: verdicts"})), ""]
+    shown = pd.DataFrame({
+        "Claim": table["claim"], "Task": table["task"], "Comparison": table["comparison"],
+        "Seeds": table["pairs"], "Means": [f"{a} vs {b}" for a, b in zip(table["setting"], table["against"])],
+        "Difference [95 % CI]": [f"{_number(d, True)} [{_number(lo, True)}, {_number(hi, True)}]" if d == d else "–"
+                                 for d, lo, hi in zip(table["difference"], table["ci_low"], table["ci_high"])],
+        "p (Holm)": [f"{p:.3f}" if p == p else "–" for p in table["p_holm"]],
+        "Verdict": table["verdict"]})
+    lines.append(markdown_table(shown))
+    return "\n".join(lines).strip() + "\n"
+

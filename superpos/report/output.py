@@ -20,12 +20,13 @@ from typing import Iterable
 
 import pandas as pd
 
-from ..paths import results_dir
+from ..paths import renders_dir
 
 
 def output_dir(profile: str, kind: str) -> Path:
-    """``results/<profile>/<kind>`` (``$SUPERPOS_RESULTS`` honoured), created on demand."""
-    folder = results_dir() / profile / kind
+    """``<renders>/<kind>``: ``results/<profile>/<kind>`` (``$SUPERPOS_RESULTS`` honoured), or under
+    ``$SUPERPOS_OUTPUT`` for a reproduction's fresh renders (``paths.renders_dir``); created on demand."""
+    folder = renders_dir(profile) / kind
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
@@ -125,7 +126,25 @@ def caption(profile: str, frame: pd.DataFrame, what: str = "") -> str:
         note = ""
     if note:
         pieces.append(note)
+    pieces.extend(mixed_provenance(frame))
     return " ".join(p for p in pieces if p)
+
+
+def mixed_provenance(frame: pd.DataFrame) -> list[str]:
+    """One warning per kind of mixture among the finished runs of ``frame``: several code versions, precisions or
+    machine kinds (their rounding differs, so such runs are samples of one setting, not copies of each other)."""
+    if frame.empty or "status" not in frame.columns:
+        return []
+    done = frame[frame["status"] == "done"]
+    warnings = []
+    for column, what in (("code_version", "code versions"), ("precision", "precisions"),
+                         ("device_name", "machines")):
+        values = sorted({str(v) for v in done[column].dropna()}) if column in done.columns else []
+        if len(values) > 1:
+            counts = done[column].astype(str).value_counts()
+            listed = "; ".join(f"{value} ({counts[value]} runs)" for value in values)
+            warnings.append(f"Warning: these runs mix {len(values)} {what}: {listed}.")
+    return warnings
 
 
 # ----------------------------------------------------------------------------- tables

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import HELDOUT_DEV, PROTOCOLS, SMALL_TRAIN, Example, Splits, Task, TaskError, take
+from .base import EVAL_SEED, HELDOUT_DEV, PROTOCOLS, SMALL_TRAIN, Example, Splits, Task, TaskError, take
 from .custom import RowsTask, read_rows, task_from_dataset, task_from_files
 from .glue import GLUE_HUB, GLUE_SPECS
 from .metrics import (METRIC_LABELS, Score, average_score, normalize, parse_score, round_score, score_to_text,
@@ -101,7 +101,7 @@ def describe_tasks() -> list[dict[str, Any]]:
 
 
 __all__ = [
-    "TASKS", "PAPER_TASKS", "PROTOCOLS", "SMALL_TRAIN", "HELDOUT_DEV", "Example", "Splits", "Task", "TaskError",
+    "TASKS", "PAPER_TASKS", "PROTOCOLS", "EVAL_SEED", "SMALL_TRAIN", "HELDOUT_DEV", "Example", "Splits", "Task", "TaskError",
     "Score", "METRIC_LABELS", "get_task", "describe_tasks", "canonical_name", "average_score", "task_score",
     "normalize", "parse_score", "round_score", "score_to_text", "take", "GLUE_HUB", "SUPERGLUE_HUB",
     "RowsTask", "read_rows", "task_from_files", "task_from_dataset", "register_task", "unregister_task",

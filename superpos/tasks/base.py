@@ -16,6 +16,9 @@ from .metrics import Score, normalize, parse_score, score_predictions, score_to_
 PROTOCOLS = ("paper", "heldout")
 SMALL_TRAIN = 10_000  # heldout protocol: below this many training rows, halve validation into dev/test
 HELDOUT_DEV = 1_000   # heldout protocol: above it, hold out this many training rows as dev
+#: Seeds every choice of evaluation examples (the dev/test partition, ``eval_limit``/``test_limit`` subsamples):
+#: fixed, so a task's dev and test examples are the same whatever the run seed, and runs pair example by example.
+EVAL_SEED = 0
 
 
 class TaskError(ValueError):
@@ -51,12 +54,15 @@ class Splits:
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.train), "dev": len(self.dev), "test": len(self.test)}
 
-    def limit(self, train_limit: int | None = None, eval_limit: int | None = None, seed: int = 0) -> "Splits":
-        """Seeded subsample: at most ``train_limit`` training and ``eval_limit`` dev/test examples (whole groups
-        kept, so a MultiRC question is never cut; the last group may overshoot). ``dev is test`` is preserved."""
+    def limit(self, train_limit: int | None = None, eval_limit: int | None = None, seed: int = 0,
+              test_limit: int | None = None) -> "Splits":
+        """Subsamples: at most ``train_limit`` training examples drawn with the run's ``seed``; at most
+        ``eval_limit`` dev examples and ``test_limit`` test examples (under the paper protocol, where dev is test,
+        ``eval_limit`` caps both) drawn with the fixed :data:`EVAL_SEED`, so every seed is evaluated on the same
+        examples. Whole groups are kept (a MultiRC question is never cut; the last group may overshoot)."""
         tr = take(self.train, train_limit, seed)
-        dev = take(self.dev, eval_limit, seed)
-        test = dev if self.dev_is_test else take(self.test, eval_limit, seed)
+        dev = take(self.dev, eval_limit, EVAL_SEED)
+        test = dev if self.dev_is_test else take(self.test, test_limit, EVAL_SEED)
         return Splits(tr, dev, test, self.protocol, self.seed)
 
 
@@ -178,11 +184,12 @@ class Task:
 
     # ------------------------------------------------------------------ splits
 
-    def splits(self, protocol: str = "paper", seed: int = 0) -> Splits:
+    def splits(self, protocol: str = "paper", seed: int = EVAL_SEED) -> Splits:
         """``paper``: train on train, dev = test = validation (the paper reports the best validation epoch).
         ``heldout``: with fewer than 10k training rows the validation split is halved (seeded, whole
         MultiRC questions) into dev and test; otherwise 1k training rows (seeded) become dev and the
-        validation split is the test set. Model selection then never sees the reported examples."""
+        validation split is the test set. Model selection then never sees the reported examples. Runs pass
+        the fixed :data:`EVAL_SEED`, so the partition does not depend on the run seed."""
         if protocol not in PROTOCOLS:
             raise TaskError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
         train, val = self.examples("train"), self.examples("validation")

@@ -25,7 +25,9 @@ whitespace), it is not one of the task's label words, or for a regression task n
   label that is *not* gold (a false negative on a positive, a false positive on a negative); for a multi-class
   task by a class outside the label set (wrong for accuracy, a missed gold class for macro-F1). For regression
   it is replaced by :data:`REGRESSION_FALLBACK` = 2.5, the midpoint of [0, 5] (a constant carries no
-  information, so it can only dilute the correlation; it never depends on other predictions).
+  information, so it can only dilute the correlation; it never depends on other predictions). When *every*
+  prediction is invalid, every lenient metric is 0: nothing was measured (the stand-ins alone would give a
+  binary MCC of -100, each one being the opposite of gold).
 """
 from __future__ import annotations
 
@@ -224,7 +226,9 @@ def score_predictions(names: Sequence[str], gold: Sequence, parsed: Sequence, *,
     else:
         filled = [-1 if p is None else p for p in parsed]
     kw = dict(labels=labels or (), groups=groups)
-    lenient = compute_metrics(names, gold, filled, **kw)
+    # With no valid prediction nothing was measured: every lenient metric is 0, not what the stand-ins make of it
+    # (each one the opposite of gold would give a binary MCC of -100).
+    lenient = {name: 0.0 for name in names} if n_invalid == n else compute_metrics(names, gold, filled, **kw)
     strict = {k: 0.0 for k in lenient} if n_invalid else dict(lenient)
     return Score(metrics=strict, lenient=lenient, score=_mean(strict.values()),
                  lenient_score=_mean(lenient.values()), invalid_rate=n_invalid / n, dagger=n_invalid > 0,

@@ -47,11 +47,15 @@ from pathlib import Path
 from .base import Task, TaskError
 from .superglue import choice_input, multirc_input
 
-BBC_VERSION = 1
+BBC_VERSION = 2  # 2: bbc-paraphrase and bbc-overlap; 1,000 validation rows (dev/test halves of 500)
 BBC_TOPICS = ("business", "entertainment", "politics", "sports", "tech")  # the corpus folders, sorted
 DEFAULT_TRAIN_SIZE = 1000
-DEFAULT_EVAL_SIZE = 400
+DEFAULT_EVAL_SIZE = 1000
 MIN_WORDS = 6
+#: bbc-paraphrase and bbc-overlap: the share of a sentence's words dropped to make sentence2, drawn per row
+PARAPHRASE_DROP = (0.2, 0.6)
+OVERLAP_DROP = (0.0, 0.6)
+RESTATE_DROP = 0.25  # bbc-restate: the share of each choice's words dropped
 
 _SENTENCE_END = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"']))\s+(?=[\"'(A-Z0-9£$])")
 _WORD = re.compile(r"[a-z]{3,}")
@@ -225,7 +229,8 @@ def build_next(articles, n, rng, topics):
     return _shuffled(_collect(n, make), rng)
 
 
-BBC_COPA_QUESTIONS = {"next": "which is the next sentence?", "headline": "which is the headline of this story?"}
+BBC_COPA_QUESTIONS = {"next": "which is the next sentence?", "headline": "which is the headline of this story?",
+                      "restate": "which choice restates the premise?"}
 
 
 def build_copa(articles, n, rng, topics):
@@ -314,6 +319,60 @@ def build_multirc(articles, n, rng, topics):
     return rows
 
 
+def drop_words(text: str, rng: random.Random, share: float) -> str:
+    """``text`` with each word dropped with probability ``share`` (at least 4 words kept, in order)."""
+    words = text.split()
+    kept = [w for w in words if rng.random() >= share]
+    return " ".join(kept if len(kept) >= 4 else words[:4])
+
+
+def build_paraphrase(articles, n, rng, topics):
+    p = _Pools(articles, rng)
+
+    def make(i):
+        label = i % 2
+        a = p.article(min_sentences=2)
+        position, s1 = p.sentence(a)
+        source = s1 if label else rng.choice([s for j, s in a.sentences if j != position])
+        return {"sentence1": s1, "sentence2": drop_words(source, rng, rng.uniform(*PARAPHRASE_DROP)), "label": label,
+                "articles": [a.id]}
+
+    return _shuffled(_collect(n, make), rng)
+
+
+def build_overlap(articles, n, rng, topics):
+    p = _Pools(articles, rng)
+
+    def make(i):
+        a = p.article(min_sentences=2)
+        position, s1 = p.sentence(a)
+        source = s1 if i % 2 else rng.choice([s for j, s in a.sentences if j != position])
+        s2 = drop_words(source, rng, rng.uniform(*OVERLAP_DROP))
+        words1 = content_words(s1)
+        if not words1:
+            return None
+        return {"sentence1": s1, "sentence2": s2, "label": round(5 * len(words1 & content_words(s2)) / len(words1), 3),
+                "articles": [a.id]}
+
+    return _shuffled(_collect(n, make), rng)
+
+
+def build_restate(articles, n, rng, topics):
+    p = _Pools(articles, rng)
+
+    def make(i):
+        a = p.article(min_sentences=2)
+        position, premise = p.sentence(a)
+        other = rng.choice([s for j, s in a.sentences if j != position])
+        right, wrong = (drop_words(text, rng, RESTATE_DROP) for text in (premise, other))
+        label = rng.randrange(2)
+        choices = (right, wrong) if label == 0 else (wrong, right)
+        return {"premise": premise, "choice1": choices[0], "choice2": choices[1], "question": "restate",
+                "label": label, "articles": [a.id]}
+
+    return _shuffled(_collect(n, make), rng)
+
+
 def _shuffled(rows, rng):
     rng.shuffle(rows)
     for i, r in enumerate(rows):
@@ -339,6 +398,18 @@ BBC_SPECS: dict[str, dict] = {
         build=build_copa, label_words=("1", "2"), metric_names=("accuracy",),
         formatter=choice_input(BBC_COPA_QUESTIONS),
         description="BBC stand-in (COPA-like): which of two choices is the next sentence / the headline (Acc.)"),
+    "bbc-paraphrase": dict(
+        build=build_paraphrase, label_words=("no", "yes"), metric_names=("f1", "accuracy"), fields=_PAIR,
+        description="BBC stand-in (MRPC/QQP-like): is sentence2 sentence1 with words left out, or another sentence "
+                    "of the same story? (F1/Acc.)"),
+    "bbc-restate": dict(
+        build=build_restate, label_words=("1", "2"), metric_names=("accuracy",),
+        formatter=choice_input(BBC_COPA_QUESTIONS),
+        description="BBC stand-in (COPA-like): which of two choices is the premise with words left out; the other "
+                    "is another sentence of the same story, shortened alike (Acc.)"),
+    "bbc-overlap": dict(
+        build=build_overlap, label_words=None, metric_names=("pearson", "spearman"), fields=_PAIR,
+        description="BBC stand-in (STS-B-like): 0-5, how much of sentence1's content sentence2 keeps (PCC/ρ)"),
     "bbc-sts": dict(
         build=build_sts, label_words=None, metric_names=("pearson", "spearman"), fields=_PAIR,
         description="BBC stand-in (STS-B-like): graded relatedness 0-5 from provenance + word overlap (PCC/ρ)"),
