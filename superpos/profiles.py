@@ -174,9 +174,8 @@ PROFILES: dict[str, Profile] = {
         tasks=CPU_TASKS,
         seeds=(0, 1, 2, 3, 4),
         budget=dict(CPU_BUDGET),
-        # bbc-restate (a choice between two texts, answered "1" or "2") is learned later than the others: simple
-        # prompt tuning scored 56-72 % at step 150 and 84 % at step 250 in single-seed checks (docs/TASKS.md). Inputs
-        # of premise and two choices: 96 SmolLM2 tokens would cut a third of them (choice 2 lost), 144 about 2 %.
+        # bbc-restate (a choice between two texts, answered "1" or "2") is learned later than the pair tasks
+        # (docs/TASKS.md, "What changed"); 96 SmolLM2 tokens would cut a third of its inputs (choice 2 lost).
         task_budget={"bbc-restate": {"max_steps": 250, "max_input_tokens": 144},
                      "bbc-copa": {"max_input_tokens": 144}, "bbc-multirc": {"max_input_tokens": 128}},
         gate_tasks=CPU_GATE_TASKS,

@@ -8,7 +8,8 @@
 2. **Compare.** Each fresh record against the reference record of the same run hash in
    ``results/<profile>/reference/`` (committed): identical, within tolerance, or different
    (:mod:`superpos.engine.compare`). One summary line; the table goes to
-   ``results/<profile>/tables/reproduction_<profile>.{csv,md}``.
+   ``results/<profile>/fresh/tables/reproduction_<profile>.{csv,md}`` (fresh runs render under ``fresh/``, never over
+   the committed renders of the reference).
 3. **Render.** papermill executes every notebook with the profile injected; every run is now in the store,
    so the notebooks only read and plot. Executed copies go to ``results/<profile>/notebooks/`` without
    timestamps or timings, so rendering identical records twice leaves git clean. Each notebook executes into
@@ -121,9 +122,10 @@ def compare_with_reference(profile: str, records: list[dict]) -> str:
     shown["detail"] = numbers["detail"]
     tolerance = ", ".join(f"{k} ±{v:g}{' (relative)' if k == 'final_loss' else ' points'}" for k, v in TOLERANCE.items())
     frame = records_frame(records)
-    publish_table(shown, "reproduction", profile, data=numbers, title=f"Reproduction of the {profile} reference: {line}",
-                  caption=caption(profile, frame, f"Fresh runs against {shown_path(reference.root)}; tolerance: {tolerance}"
-                                  + sample_spread(comparison)))
+    with kernel_environment({"SUPERPOS_OUTPUT": str(fresh_dir(profile))}):  # about fresh runs: never committed
+        publish_table(shown, "reproduction", profile, data=numbers, title=f"Reproduction of the {profile} reference: {line}",
+                      caption=caption(profile, frame, f"Fresh runs against {shown_path(reference.root)}; tolerance: "
+                                                      f"{tolerance}" + sample_spread(comparison)))
     return line
 
 
@@ -392,8 +394,8 @@ def _cell(value) -> str:
 
 
 def clear_outputs(profile: str) -> None:
-    """Remove the profile's tables and figures before a full render, but the comparison with the reference: no
-    notebook writes it (a reproduction has just written it, a report keeps the last one)."""
+    """Remove the profile's tables and figures (in the renders' folder) before a full render, but the comparison
+    with the reference: no notebook writes it (a reproduction has just written it into ``fresh/``)."""
     for kind in ("tables", "figures"):
         for path in (renders_dir(profile) / kind).glob("*"):
             if not path.name.startswith(f"reproduction_{profile}."):

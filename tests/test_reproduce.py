@@ -201,11 +201,16 @@ def test_reproduce_accept_retrain_compare_and_report(tmp_path, monkeypatch, caps
 
     shutil.rmtree(root / "records")  # a fresh clone: the working store is empty, everything trains again
     capsys.readouterr()
+    committed = {path: path.read_bytes() for path in root.glob("*/*") if path.parent.name in ("tables", "figures", "notebooks")}
     assert reproduce("smoke", ["04"], progress=False) == 0
     count = len(records)
-    assert f"reproduced {count}/{count} runs: {count} identical, 0 within tolerance, 0 different" in capsys.readouterr().out
-    assert (root / "notebooks" / "04_softmax_variant.ipynb").read_bytes() == executed
-    assert "identical" in (root / "tables" / "reproduction_smoke.md").read_text()
+    out = capsys.readouterr().out
+    assert f"reproduced {count}/{count} runs: {count} identical, 0 within tolerance, 0 different" in out
+    assert "compared with the" in out and "reference in" in out  # which reference: the one in this precision
+    # fresh runs render under fresh/, never over the reference's renders; identical runs render identically
+    assert {path: path.read_bytes() for path in root.glob("*/*") if path.parent.name in ("tables", "figures", "notebooks")} == committed
+    assert (root / "fresh" / "notebooks" / "04_softmax_variant.ipynb").read_bytes() == executed
+    assert "identical" in (root / "fresh" / "tables" / "reproduction_smoke.md").read_text()
 
     moved = json.loads(records[0].read_text())
     moved["best"]["test"]["score"] += 10
@@ -225,7 +230,7 @@ def test_reproduce_accept_retrain_compare_and_report(tmp_path, monkeypatch, caps
     tables = {path: path.read_bytes() for path in (root / "tables").iterdir()}
     assert main(["glance", "--profile", "smoke", "--reference"]) == 0  # the claims, on a partial grid
     out = capsys.readouterr().out
-    assert "SuperPos vs SuperPos (softmax)" in out and f"of its {len(profiles.profile_configs('smoke'))} runs" in out
+    assert "SuperPos − SuperPos (softmax)" in out and f"of its {len(profiles.profile_configs('smoke'))} runs" in out
     assert {path: path.read_bytes() for path in (root / "tables").iterdir()} == tables  # printed, nothing written
 
     reference = root / "reference" / "records"

@@ -162,8 +162,11 @@ def expand(spec: GridSpec) -> list[RunConfig]:
                 if method == "attempt":
                     if task in spec.attempt_sources:
                         continue  # the paper does not evaluate ATTEMPT on its own source tasks (§4.4)
-                    sources = [add(RunConfig(task=source, method="simple",
-                                             **{**common, **spec.task_budget.get(source, {})}))
+                    # A source prompt is trained on its source task's own budget (whatever the target's input
+                    # length or steps), with the target's backbone, dropout and seed: one set per backbone, dropout
+                    # and seed serves every target task.
+                    sources = [add(RunConfig(task=source, method="simple", backbone=backbone, dropout=dropout,
+                                             seed=seed, **{**spec.budget, **spec.task_budget.get(source, {})}))
                                for source in spec.attempt_sources]
                     add(RunConfig(task=task, method=method, method_config=method_config, sources=sources, **common))
                 else:
