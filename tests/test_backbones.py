@@ -436,3 +436,13 @@ def test_special_tokens_follow_the_model_config(tiny_llama):
         assert (tokenizer.eos_token, tokenizer.pad_token) == wanted
     finally:
         tokenizer.eos_token, tokenizer.pad_token = wanted
+
+
+def test_tiny_t5_has_an_untied_head_like_t5_v1_1():
+    """T5 v1.1 checkpoints untie the LM head from the input embeddings; the T5 path's tests must run on that."""
+    from superpos.backbones import load_backbone
+
+    model = load_backbone("tiny-t5", device="cpu", dtype="fp32").model
+    assert model.lm_head.weight.data_ptr() != model.shared.weight.data_ptr()
+    assert not model.config.tie_word_embeddings
+    assert not torch.equal(model.lm_head.weight, model.shared.weight)

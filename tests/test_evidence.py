@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pandas as pd
+import torch
 import pytest
 
 from superpos.engine.config import RunConfig
@@ -157,3 +158,12 @@ def test_profiles_hold_no_result_narrative():
     for profile in PROFILES.values():
         for word in ("learn", "above the majority", "invalid labels at", "supported", "levels off", "beats"):
             assert word not in profile.note, (profile.name, word)
+
+
+def test_fp16_is_refused_where_it_would_train_without_a_gradient_scaler():
+    from superpos.backbones.precision import resolve_precision
+
+    with pytest.raises(ValueError, match="fp16 trains without a gradient scaler"):
+        resolve_precision("fp16", torch.device("cuda"))
+    with pytest.raises(ValueError, match="fp16 runs on CUDA only"):
+        resolve_precision("fp16", torch.device("cpu"))

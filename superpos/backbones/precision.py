@@ -59,4 +59,7 @@ def resolve_precision(requested: str, device: torch.device) -> tuple[str, str]:
         chosen, why = ("bf16" if supported else "fp32"), f"auto: {evidence}"
     if chosen == "fp16" and device.type != "cuda":
         raise ValueError(f"dtype: fp16 runs on CUDA only ({device.type} here; {why}); use bf16 or fp32")
+    if chosen == "fp16":  # training without loss scaling: small prompt gradients underflow to 0 in fp16
+        raise ValueError(f"dtype: fp16 trains without a gradient scaler here, and a prompt's small gradients underflow "
+                         f"in fp16 ({why}); use bf16 (native on A100/H100-class GPUs) or fp32")
     return chosen, why

@@ -100,6 +100,10 @@ def tiny_t5():
 
     def build():
         model = T5ForConditionalGeneration(config)
+        # Built in code, transformers ties the head to the input embeddings whatever the config says; T5 v1.1
+        # checkpoints untie them, so the tiny model gets a head of its own (and a config that keeps it so).
+        model.config.tie_word_embeddings = False
+        model.lm_head.weight = torch.nn.Parameter(torch.empty_like(model.shared.weight))
         # T5 draws an untied head with std 1, giving logits of std ~sqrt(d) and a loss near 70 on a random
         # model; std d^-0.5 starts it near log(V) like a language model that knows nothing yet.
         torch.nn.init.normal_(model.lm_head.weight, std=config.d_model ** -0.5)

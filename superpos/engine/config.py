@@ -46,7 +46,7 @@ class RunConfig(ConfigBase):
     max_input_tokens: int = option(256, minimum=8, help="Inputs are truncated to this many tokens before the prompt is prepended.")
     device: str = option("auto", help="'cpu', 'cuda' or 'auto' (cuda when present). Not part of the run hash.")
     dtype: str = option("auto", choices=PRECISIONS, help="'auto' (bf16 where the device runs it natively, else fp32), 'fp32', 'bf16' or "
-                                     "'fp16' (CUDA only; T5 refuses it, it overflows). Trainable parameters, their "
+                                     "'fp16' (refused: no gradient scaler; T5 overflows in it). Trainable parameters, their "
                                      "optimizer state and the loss stay fp32 whatever this says.")
     sources: list = option([], help="ATTEMPT: run hashes of the source-prompt runs this run depends on.")
 
