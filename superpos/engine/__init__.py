@@ -3,7 +3,15 @@ from .config import RunConfig
 from .frame import load_records, open_store
 from .grid import GridResult, GridSpec, expand, run_configs, run_grid
 from .store import ResultsStore, StoreError
-from .train import RunError, run
+from .record import Record
+from .train import RunError
+from .train import run as _run
 
-__all__ = ["RunConfig", "GridSpec", "GridResult", "ResultsStore", "StoreError", "RunError", "run", "run_grid",
+
+def run(config, store, **options) -> Record:
+    """Run ``config`` unless ``store`` already has it; its :class:`Record` (``record.best.test.score``,
+    ``record["cached"]``). Options and behaviour: :func:`superpos.engine.train.run`."""
+    return Record(_run(config, store, **options))
+
+__all__ = ["Record", "RunConfig", "GridSpec", "GridResult", "ResultsStore", "StoreError", "RunError", "run", "run_grid",
            "expand", "run_configs", "load_records", "open_store"]

@@ -18,3 +18,48 @@ def improves(best: dict | None, point: dict, *, lenient: bool = False) -> bool:
     if best["dagger"] != point["dagger"]:
         return not point["dagger"]
     return point["score"] > best["score"]
+
+
+class Record(dict):
+    """A run's record as :func:`superpos.engine.run` returns it: the stored JSON as a dict (unchanged on disk, and
+    ``record["best"]["test"]["score"]`` works as before), plus read-only attribute access to every field at any
+    depth (``record.best.test.score``, ``record.config.method``), :meth:`to_dict` and :meth:`to_frame`."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str):
+        try:
+            return _view(self[name])
+        except KeyError:
+            raise AttributeError(f"record has no field {name!r}; fields: {', '.join(self)}") from None
+
+    def __setattr__(self, name, value):
+        raise AttributeError("a record is read-only through attributes; copy it with to_dict() to change it")
+
+    def to_dict(self) -> dict:
+        """A deep copy as plain dicts and lists (what ``json.dumps`` writes)."""
+        import copy
+
+        return copy.deepcopy(dict(self))
+
+    def to_frame(self):
+        """One row, as :func:`superpos.engine.load_records` gives every run (a pandas DataFrame)."""
+        from .frame import records_frame
+
+        return records_frame([self.to_dict()])
+
+
+class _View(dict):
+    """A nested field of a :class:`Record`: a dict with the same read-only attribute access."""
+
+    __slots__ = ()
+    __getattr__ = Record.__getattr__
+    __setattr__ = Record.__setattr__
+
+
+def _view(value):
+    if isinstance(value, dict) and not isinstance(value, _View):
+        return _View(value)
+    if isinstance(value, list):
+        return [_view(item) for item in value]
+    return value
