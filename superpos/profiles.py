@@ -332,6 +332,20 @@ def with_factors(profile: str | Profile, **factors) -> Profile:
     return dataclasses.replace(p, **changes) if changes else p
 
 
+def _axis(name: str, values, kind: type) -> list | None:
+    """A notebook's list parameter, checked: None, or a non-empty list of ``kind`` (a string is not a list of
+    names, ``5`` is not a list of seeds)."""
+    if values is None:
+        return None
+    if isinstance(values, (str, int)) or not isinstance(values, (list, tuple)) or not values:
+        raise ValueError(f"{name}: must be a non-empty list, e.g. {name}=[{'0' if kind is int else repr('...')}], "
+                         f"got {values!r}")
+    wrong = [v for v in values if not isinstance(v, kind) or isinstance(v, bool)]
+    if wrong:
+        raise ValueError(f"{name}: every entry must be {'an int' if kind is int else 'a string'}, got {wrong[0]!r}")
+    return list(values)
+
+
 def notebook_grid(notebook: str, profile: str | Profile = "quick", *, tasks: Sequence[str] | None = None,
                   seeds: Sequence[int] | None = None, backbones: Sequence[str] | None = None,
                   **factors) -> GridSpec:
@@ -341,6 +355,8 @@ def notebook_grid(notebook: str, profile: str | Profile = "quick", *, tasks: Seq
     p = with_factors(profile, **factors)
     name = notebook_name(notebook)
     scope = p.scopes.get(name, {})
+    tasks, seeds, backbones = (_axis(axis, values, kind) for axis, values, kind in
+                               (("tasks", tasks, str), ("seeds", seeds, int), ("backbones", backbones, str)))
     methods, dropout = notebook_methods(name, p)
     uses_attempt = any((m if isinstance(m, str) else m["method"]) == "attempt" for m in methods)
     return GridSpec(

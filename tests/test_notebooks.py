@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -93,7 +94,7 @@ def test_every_notebook_runs_with_the_smoke_profile(tmp_path, monkeypatch, capsy
     code = reproduce("smoke", progress=False)
     printed = capsys.readouterr().out
     assert code == 0, printed
-    root = tmp_path / "results" / "smoke"
+    root = tmp_path / "results" / "smoke" / "fresh"  # a reproduction renders its fresh runs under fresh/
     executed = sorted((root / "notebooks").glob("*.ipynb"))
     assert [p.stem for p in executed] == list(profiles.NOTEBOOKS)
     for path in executed:
@@ -113,6 +114,22 @@ def test_every_notebook_runs_with_the_smoke_profile(tmp_path, monkeypatch, capsy
     runs = profiles.get_profile("smoke").runs()
     assert f"train: {runs} runs, 0 already in" in printed
     assert f"reproduced 0/{runs} runs: 0 identical, 0 within tolerance, 0 different ({runs} no reference)" in printed
+
+
+@pytest.mark.parametrize("parameters, message", [
+    ({"profle": "smoke"}, "unknown parameter(s) profle (did you mean profile?)"),
+    ({"profile": "smoke", "lenient": "false"}, "lenient must be bool, got 'false'"),
+    ({"profile": "smoke", "seeds": 0}, "seeds must be Optional[list[int]], got 0"),
+])
+def test_a_notebook_refuses_parameters_it_does_not_declare_before_anything_runs(parameters, message, tmp_path,
+                                                                                monkeypatch):
+    import papermill
+
+    monkeypatch.setenv("SUPERPOS_RESULTS", str(tmp_path / "results"))
+    with pytest.raises(papermill.PapermillExecutionError, match=re.escape(message)):
+        papermill.execute_notebook(str(NOTEBOOK_FILES[0]), str(tmp_path / "out.ipynb"), parameters=parameters,
+                                   kernel_name="python3", progress_bar=False, cwd=str(tmp_path))
+    assert not (tmp_path / "results").exists()  # nothing trained, nothing written
 
 
 # ----------------------------------------------------------------------------- the committed quick outputs
