@@ -25,7 +25,7 @@ endif
 # `make reproduce OMP_WAIT_POLICY=ACTIVE GOMP_SPINCOUNT=1000` (spin 10 us, then sleep). docs/SPEED.md, "Threads".
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install test reproduce report reference extend bench
+.PHONY: install test reproduce report reference extend bench preflight
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
@@ -61,3 +61,8 @@ extend: install
 
 bench: install
 	$(PY) benchmarks/bench_training.py
+
+# A GPU runner's first ten minutes: checks that every model and dataset of the profile loads, one training step and
+# one evaluation batch per run shape on the device, the disk it needs, and the projected GPU-hours.
+preflight: install
+	$(PY) -m superpos preflight --profile $(PROFILE) $(if $(PACK),--pack $(PACK))

@@ -87,18 +87,16 @@ class Profile:
         return len(profile_configs(self))
 
 
-#: quick: 16 runs of 48 steps at batch 8 on bbc-topic, sized on a 2-core AVX2 CPU in fp32 (measured on an idle
-#: machine: 1.1-1.3 s per prompt-tuning step, ~74 s per run with its two evaluations of 64 examples; a cold
-#: `make reproduce` took 20.7 min, README "Measured"), plus ~10 s per notebook kernel. 48 steps is where simple
-#: prompt tuning and SuperPos first emit only valid labels on bbc-topic; fewer, longer runs rather than many
-#: short ones, so that the numbers carry information.
+#: quick: 16 runs of 48 steps at batch 8 on bbc-topic, one seed: every notebook's pipeline end to end within 30
+#: minutes of a 2-core CPU (measured: docs/NOTEBOOKS.md, "Measured"). Fewer, longer runs rather than many short
+#: ones, so that the runs reach valid labels and the pipeline's every table has numbers to show.
 QUICK_BUDGET = dict(epochs=1, max_steps=48, batch_size=8, eval_every=24, eval_batch_size=64, train_limit=384,
                     eval_limit=64, max_input_tokens=64, dropout_rate=0.1, protocol="paper")
 #: cpu: the seeded reference, sized for statistical power (README, "Results at a glance"): 5 seeds paired across
 #: settings; 150 steps at batch 8 (1.2 passes over 1,000 training rows, where simple prompt tuning has learned the
 #: three tasks: docs/TASKS.md); dev = 200 fixed examples scored every 50 steps to select the point, test = the
 #: other 500 of the validation split, scored at the selected point (protocol heldout). dtype auto: bf16 on a CPU
-#: with native bf16, where the reference was made (cost per run: README, "Reference results").
+#: with native bf16, where the reference was made (cost per run: docs/NOTEBOOKS.md, "Reference results").
 CPU_BUDGET = dict(max_steps=150, batch_size=8, eval_every=50, eval_batch_size=64, train_limit=1000, eval_limit=200,
                   max_input_tokens=96, dropout_rate=0.1, protocol="heldout")
 #: the three tasks of different kinds that pass the learnability gate (docs/TASKS.md)
