@@ -21,6 +21,7 @@ import dataclasses
 from typing import Any, Sequence
 
 from .engine import GridSpec, expand
+from .suggest import did_you_mean
 from .tasks import PAPER_TASKS
 
 NOTEBOOKS = ("01_method", "02_dropout_ablation", "03_m_ablation", "04_softmax_variant", "05_stability_analysis",
@@ -243,7 +244,8 @@ def get_profile(profile: str | Profile) -> Profile:
     if isinstance(profile, Profile):
         return profile
     if profile not in PROFILES:
-        raise ValueError(f"profile: unknown profile {profile!r}; known: {', '.join(PROFILES)}")
+        raise ValueError(f"profile: unknown profile {profile!r}{did_you_mean(profile, PROFILES)}; "
+                         f"known: {', '.join(PROFILES)}")
     return PROFILES[profile]
 
 

@@ -1,9 +1,13 @@
 """The command line documents itself: defaults and choices in --help, every method field as a flag, --config,
---version."""
+--version; --version and --help answer without importing torch; run's summary line."""
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -43,6 +47,7 @@ def test_method_flags_and_config_file_build_the_same_run(tmp_path, capsys):
     config.write_text(json.dumps({**{k: v for k, v in record["config"].items() if k != "device"}}))
     assert main(["run", "--config", str(config), "--results", str(store)]) == 0
     assert ": cached;" in capsys.readouterr().out and "done" in first
+    assert ": done; strict " in first and " %); lenient " in first and "; record " in first
     yaml_config = tmp_path / "run.yaml"
     yaml_config.write_text("method: superpos\nmethod_config: {m: 16, softmax: true}\n")
     assert main(["run", "--config", str(yaml_config), *TINY, "--results", str(store)]) == 0
@@ -84,3 +89,72 @@ def test_report_to_tensorboard_mirrors_the_record(tmp_path, capsys):
     events.Reload()
     assert [e.step for e in events.Scalars("eval/strict")] == [p["step"] for p in b["history"]]
     assert [e.value for e in events.Scalars("train/loss")] == pytest.approx([v for _, v in b["loss_curve"]])
+
+
+REPO = Path(__file__).resolve().parents[1]
+HEAVY = ("torch", "transformers", "pandas")
+
+
+def _imported(*argv: str) -> tuple[subprocess.CompletedProcess, set[str]]:
+    """``python -X importtime -m superpos ARGV``: the result and the top-level packages it imported."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "superpos", *argv], capture_output=True,
+                            text=True, env=env, timeout=60, cwd=REPO)
+    modules = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in result.stderr.splitlines()
+               if line.startswith("import time:") and "|" in line}
+    return result, modules
+
+
+@pytest.mark.parametrize("argv", [["--version"], ["--help"], ["grid", "--help"]])
+def test_version_and_help_do_not_import_torch(argv):
+    result, modules = _imported(*argv)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "superpos" in modules and not modules & set(HEAVY), sorted(modules & set(HEAVY))
+    if argv != ["--version"]:  # the listing is there all the same, read without torch
+        for name in ("smollm2-135m", "tiny-llama", "superpos", "residual", "bbc-topic", "sst2"):
+            assert f"\n  {name} " in result.stdout, name
+
+
+def test_the_listing_read_without_torch_is_the_registries():
+    from superpos.backbones import BACKBONES
+    from superpos.cli import listing
+
+    assert listing.static_backbones() == BACKBONES
+    static = listing.static_methods()
+    assert list(static)[:6] == ["simple", "superpos", "residual", "attempt", "ept", "full"]
+    assert static == {name: METHODS[name][2] for name in static}
+    assert main(["list"]) == 0  # the registries themselves, loaded
+
+
+def _done_record(**best) -> dict:
+    def point(step, score, lenient, invalid):
+        test = {"score": score, "lenient_score": lenient, "invalid_rate": invalid}
+        return {"step": step, "dev": test, "test": test}
+
+    return {"hash": "0123456789abcdef", "status": "done", "config": {"protocol": "paper"},
+            "best": point(*best["strict"]), "best_lenient": point(*best["lenient"])}
+
+
+def test_the_summary_names_each_best_point_with_its_own_step(tmp_path, capsys, monkeypatch):
+    """The strict best and the lenient best are often different validation points; every number is a percent."""
+    import superpos.engine as engine
+
+    record = _done_record(strict=(5, 0.0, 0.0, 1.0), lenient=(10, 0.0, 21.53, 0.575))
+    monkeypatch.setattr(engine, "run", lambda config, store, **kwargs: record)
+    assert main(["run", "--backbone", "tiny-llama", "--results", str(tmp_path / "s")]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.endswith(": done; strict 0.0 % at step 5 (invalid labels 100.0 %); lenient 21.5 % at step 10 "
+                         f"(invalid labels 57.5 %); record {tmp_path / 's' / 'records' / '0123456789abcdef.json'}")
+
+
+def test_the_summary_of_an_older_record_rebuilds_the_lenient_best():
+    from superpos.cli.commands import best_points
+
+    record = _done_record(strict=(48, 39.0525, 39.0525, 0.0), lenient=(48, 0, 0, 0))
+    del record["best_lenient"]
+    record["history"] = [{"step": 24, "lenient_score": 41.26, "invalid_rate": 0.03125},
+                         {"step": 48, "lenient_score": 39.0525, "invalid_rate": 0.0}]
+    assert best_points(record) == ("strict 39.1 % at step 48 (invalid labels 0.0 %); "
+                                   "lenient 41.3 % at step 24 (invalid labels 3.1 %)")
+    assert best_points({"status": "done"}) == ("strict - at step - (invalid labels -); "
+                                               "lenient - at step - (invalid labels -)")

@@ -7,6 +7,7 @@ from typing import Any
 
 from ..backbones.precision import PRECISIONS
 from ..config import ConfigBase, option, require
+from ..suggest import did_you_mean
 from .store import stable_hash
 
 PROTOCOLS = ("paper", "heldout")
@@ -77,8 +78,10 @@ class RunConfig(ConfigBase):
         try:  # a display spelling ("SST-2", "BBC-Topic") names the same task, and so the same run
             task = canonical_name(self.task)
         except ValueError:
-            raise ValueError(f"task: unknown task {self.task!r}; known: {', '.join(TASKS)}") from None
-        require(self.method in METHODS, "method", f"unknown method {self.method!r}; known: {', '.join(METHODS)}")
+            raise ValueError(f"task: unknown task {self.task!r}{did_you_mean(self.task, TASKS)}; "
+                             f"known: {', '.join(TASKS)}") from None
+        require(self.method in METHODS, "method",
+                f"unknown method {self.method!r}{did_you_mean(self.method, METHODS)}; known: {', '.join(METHODS)}")
         check_backbone_name(self.backbone)
         from ..backbones.load import NO_OWN_DROPOUT, PRETRAINED_WITHOUT_DROPOUT, T5_FP16
 
@@ -127,9 +130,10 @@ def check_backbone_name(name: str) -> None:
         problem = model_folder_problem(name)  # garbage config.json, no weights: now, not when the model loads
         require(problem is None, "backbone", str(problem))
         return
-    if "/" in name or name.startswith("t5-"):
+    if "/" in name or (name.startswith("t5-") and not did_you_mean(name, BACKBONES, cutoff=0.8)):  # t5-smal: a typo
         return
-    raise ValueError(f"backbone: unknown backbone {name!r}; known: {', '.join(BACKBONES)}, a hub id or a local folder")
+    raise ValueError(f"backbone: unknown backbone {name!r}{did_you_mean(name, BACKBONES)}; known: "
+                     f"{', '.join(BACKBONES)}, a hub id or a local folder")
 
 
 def as_run_config(value: RunConfig | dict[str, Any]) -> RunConfig:

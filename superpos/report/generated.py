@@ -13,8 +13,8 @@ from pathlib import Path
 
 from ..paths import REPO_ROOT
 
-DOCS = ("README.md", "docs/TASKS.md")
-_START = re.compile(r"<!-- (glance|gate) (\w+): [^>]*-->\n")
+DOCS = ("README.md", "docs/TASKS.md", "docs/NOTEBOOKS.md")
+_START = re.compile(r"<!-- (glance|gate|cost) (\w+): [^>]*-->\n")
 
 
 def reference_runs(profile: str, configs: list | None = None):
@@ -41,7 +41,32 @@ def block(kind: str, profile: str) -> str:
         runs = reference_runs(profile, configs)
         return (f"From {len(runs)} of the {len(configs)} simple prompt tuning runs of profile {profile}'s reference.\n\n"
                 + markdown_table(learnability_gate(runs)) + "\n")
+    if kind == "cost":
+        return cost_text(reference_runs(profile), profile_configs(profile))
     raise ValueError(f"unknown generated block {kind!r}")
+
+
+def cost_text(runs, configs: list) -> str:
+    """What a reference's runs cost, from their records (training and evaluation seconds, the machine and
+    precision they name), and the whole profile projected at each task's and method's median per run."""
+    import statistics
+
+    done = runs[runs["status"] == "done"] if not runs.empty else runs
+    if done.empty:
+        return f"No finished run yet (the profile asks for {len(configs)}).\n"
+    seconds = done["train_seconds"].astype(float) + done["eval_seconds"].astype(float)
+    per = {key: statistics.median(list(values)) for key, values in seconds.groupby([done["task"], done["method"]])}
+    overall = statistics.median(seconds)
+    projected = sum(per.get((c.task, c.method), overall) for c in configs)
+    machines = "; ".join(sorted({str(d) for d in done["device_name"].dropna()}))
+    precisions = "/".join(sorted({str(p) for p in done["precision"].dropna()}))
+    by_task = ", ".join(f"{task} {statistics.median(list(group)) / 60:.1f}"
+                        for task, group in seconds.groupby(done["task"]))
+    return (f"From the {len(done)} finished runs of the {len(configs)} the profile asks for ({precisions}; {machines}): "
+            f"{done['train_seconds'].astype(float).sum() / 3600:.1f} h of training and "
+            f"{done['eval_seconds'].astype(float).sum() / 3600:.1f} h of evaluation, a median of {overall / 60:.1f} min "
+            f"per run (by task, minutes: {by_task}); all {len(configs)} runs at each task's and method's median: "
+            f"{projected / 3600:.1f} h. The timings include whatever else ran on the machine.\n")
 
 
 def blocks(text: str) -> list[tuple[str, str, int, int]]:

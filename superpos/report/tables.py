@@ -70,7 +70,9 @@ def method_table(scores: pd.DataFrame, *, lenient: bool = False, rows: Sequence[
     # Avg. over the tasks more than one row ran: a task only one setting has (ATTEMPT's source runs of simple prompt
     # tuning) would enter that row's average alone and leave every other row without one. A row lacking one of
     # them prints "-", as the paper does for ATTEMPT, which skips its source tasks.
-    shared = [t for t in tasks if len(groups) == 1 or sum((group["task"] == t).any() for _, group in groups) > 1]
+    # (the majority-class baseline row covers every task and does not count: it would pull a source task in)
+    ran = [group for _, group in groups if not (group["method"] == "majority class").all()]
+    shared = [t for t in tasks if len(ran) <= 1 or sum((group["task"] == t).any() for group in ran) > 1]
     formatted, numeric = [], []
     for key, group in groups:
         key = dict(zip(rows, key))

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..suggest import did_you_mean
+
 from .base import EVAL_SEED, HELDOUT_DEV, PROTOCOLS, SMALL_TRAIN, Example, Splits, Task, TaskError, take
 from .custom import RowsTask, read_rows, task_from_dataset, task_from_files
 from .glue import GLUE_HUB, GLUE_SPECS
@@ -68,7 +70,7 @@ def canonical_name(name: str) -> str:
         return key
     found = _ALIASES.get(key.replace("-", "").replace("_", ""))
     if found is None:
-        raise TaskError(f"unknown task {name!r}; known: {', '.join(TASKS)}")
+        raise TaskError(f"unknown task {name!r}{did_you_mean(name, TASKS)}; known: {', '.join(TASKS)}")
     return found
 
 
