@@ -77,6 +77,9 @@ def record_row(record: dict) -> dict:
     row["device_name"] = (record.get("provenance") or {}).get("device")
     row["code_version"] = (record.get("provenance") or {}).get("code_version")
     row["precision"] = (record.get("precision") or {}).get("dtype")
+    # the machine kind: the kernels the device string names, and what the precision probe found (AMX tiles, avx512_bf16)
+    reason = (record.get("precision") or {}).get("reason") or ""
+    row["machine"] = f"{row['device_name']}; {reason.split(': ', 1)[-1]}" if reason.startswith("auto") else row["device_name"]
     row["test_predictions"] = record.get("test_predictions")
     row["test_fingerprint"] = ((record.get("data") or {}).get("fingerprint") or {}).get("test")
     return row

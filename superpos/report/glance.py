@@ -233,9 +233,11 @@ def glance_markdown(runs: pd.DataFrame, wanted: int | None = None) -> str:
     seeds = sorted(int(s) for s in done["seed"].unique())
     tasks = task_order(done["task"].unique())
     precisions = sorted({str(p) for p in done.get("precision", pd.Series(dtype=object)).dropna()})
+    machines = sorted({str(m) for m in done.get("machine", pd.Series(dtype=object)).dropna()})
     held = f"{len(done)} of the {wanted} runs" if wanted and wanted != len(done) else f"all {len(done)} runs"
     lines = [f"From {held} ({', '.join(sorted(set(done['backbone'])))}; tasks {', '.join(tasks)}; seeds "
-             f"{', '.join(map(str, seeds))}; {'/'.join(precisions) or 'precision not recorded'}). Differences are in "
+             f"{', '.join(map(str, seeds))}; {'/'.join(precisions) or 'precision not recorded'}"
+             f"{'; ' + ' / '.join(machines) if machines else ''}). Differences are in "
              "points of the strict test score, paired by seed, positive when they point the paper's way; 95 % "
              "t-intervals over seeds; p-values Holm-corrected within each claim.", ""]
     lines.extend(mixed_provenance(done))

@@ -138,7 +138,7 @@ def mixed_provenance(frame: pd.DataFrame) -> list[str]:
     done = frame[frame["status"] == "done"]
     warnings = []
     for column, what in (("code_version", "code versions"), ("precision", "precisions"),
-                         ("device_name", "machines")):
+                         ("machine", "machine kinds")):
         values = sorted({str(v) for v in done[column].dropna()}) if column in done.columns else []
         if len(values) > 1:
             counts = done[column].astype(str).value_counts()
