@@ -12,6 +12,8 @@ Two kinds of model:
 """
 from __future__ import annotations
 
+import enum
+
 import torch
 from torch import nn
 
@@ -20,6 +22,13 @@ from .dropout import DropoutSwitch
 from .encoding import Encoding
 from .generation import Generation
 from .loss import Loss
+
+
+class BackboneKind(str, enum.Enum):
+    """Where a backbone takes the prompt (module docstring)."""
+
+    SEQ2SEQ = "seq2seq"  # T5: before the encoder's input
+    CAUSAL = "causal"    # Llama-style: before the input, one sequence with the target
 
 
 class BackboneError(ValueError):
@@ -36,8 +45,9 @@ class Backbone(Encoding, Loss, Generation, DropoutSwitch):
     """
 
     def __init__(self, name: str, kind: str, model: nn.Module, tokenizer, *, source: str = ""):
-        if kind not in ("seq2seq", "causal"):
-            raise ValueError(f"kind: expected 'seq2seq' or 'causal', got {kind!r}")
+        if kind not in tuple(BackboneKind):
+            raise ValueError(f"kind: expected one of {', '.join(k.value for k in BackboneKind)}, got {kind!r}")
+        kind = BackboneKind(kind).value  # a plain string in records and reprs
         self.name, self.kind, self.model, self.tokenizer, self.source = name, kind, model, tokenizer, source
         model.requires_grad_(False)
         model.eval()

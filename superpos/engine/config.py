@@ -8,9 +8,9 @@ from typing import Any
 from ..backbones.precision import PRECISIONS
 from ..config import ConfigBase, option, require
 from ..suggest import did_you_mean
+from ..tasks.base import PROTOCOLS  # the one definition: superpos.tasks.base.Protocol
 from .store import stable_hash
 
-PROTOCOLS = ("paper", "heldout")
 # Fields that change where or how fast a run goes, not what it computes: left out of the hash.
 NOT_HASHED = ("device",)
 #: Part of every run hash. Bump it with any fix that changes what a run computes (its scores, curves or

@@ -14,6 +14,7 @@ such as sampled token ids). The frozen backbone is never registered inside a met
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
 import math
 from pathlib import Path
@@ -60,8 +61,15 @@ class MethodConfig(ConfigBase):
         """Checks across fields (one field's own checks live in its ``option``)."""
 
 
-#: Initializations of a prompt of real-token starts (simple, Residual, ATTEMPT's target, EPT's short prompt).
-PROMPT_INITS = ("vocab", "uniform", "labels")
+class PromptInit(str, enum.Enum):
+    """How a prompt of real-token starts begins (simple, Residual, ATTEMPT's target, EPT's short prompt)."""
+
+    VOCAB = "vocab"      # sampled unique token embeddings
+    UNIFORM = "uniform"  # [-0.5, 0.5]
+    LABELS = "labels"    # the label words' embeddings, the rest sampled
+
+
+PROMPT_INITS = tuple(init.value for init in PromptInit)
 
 
 def vocab_top_k_option(what: str = "vocab inits") -> Any:

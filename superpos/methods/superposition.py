@@ -36,6 +36,7 @@ Initialising ``p'`` (``weights_init``): the paper does not say. Default ``"auto"
 from __future__ import annotations
 
 import dataclasses
+import enum
 import math
 
 import torch
@@ -45,7 +46,18 @@ from ..config import option
 from .base import (MethodConfig, PromptMethod, embedding_rows, lr_option, sample_unique_ids, vocab_top_k_option,
                    weight_decay_option)
 
-WEIGHT_INITS = ("auto", "one_hot", "normal", "uniform", "mean", "zeros")
+class WeightsInit(str, enum.Enum):
+    """How p′ starts (the paper does not say; ``auto``: one-hot for the linear form, zeros for the softmax one)."""
+
+    AUTO = "auto"
+    ONE_HOT = "one_hot"  # prompt i on sampled token i mod m: every p_i starts as a real token embedding
+    NORMAL = "normal"
+    UNIFORM = "uniform"
+    MEAN = "mean"        # every p_i the mean of the sampled tokens
+    ZEROS = "zeros"
+
+
+WEIGHT_INITS = tuple(init.value for init in WeightsInit)
 
 
 @dataclasses.dataclass
