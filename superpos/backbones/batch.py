@@ -5,19 +5,40 @@ Shapes: ``B`` batch, ``L`` input tokens, ``T`` target tokens, ``n`` prompt vecto
 from __future__ import annotations
 
 import dataclasses
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import torch
 import torch.nn.functional as F
 
-from . import fast
 
 #: Causal models: text joined to every input, so the model knows an answer follows.
 SEPARATOR = "\nAnswer:"
 #: Causal models: text put before every target (BPE tokenizers fold the space into the word: " positive").
 TARGET_PREFIX = " "
 #: Label value that cross-entropy ignores (padding of the targets).
-IGNORE_INDEX = fast.IGNORE_INDEX  # labels the loss skips (PyTorch cross-entropy's default)
+IGNORE_INDEX = -100  # labels the loss skips (PyTorch cross-entropy's default)
+
+
+class PromptBlock(NamedTuple):
+    """Consecutive rows of a batch that one method prompts (one run of a packed group; the whole batch alone)."""
+
+    rows: int     # how many rows
+    length: int   # its prompt's vectors (a shorter prompt than the batch's ``n`` is left-padded to it)
+    shared: bool  # every row holds the same prompt (an input-independent method): computed once
+
+
+def same_rows(prompt: torch.Tensor) -> bool:
+    """Whether every row of ``prompt [b, n, d]`` is one prompt, read from its layout alone (no value is read, so
+    no wait on a GPU): a single row, or one prompt expanded over the rows (stride 0), as every input-independent
+    method returns it. A prompt copied into each row counts as per-row: still exact, only not computed once."""
+    return prompt.shape[0] <= 1 or prompt.stride(0) == 0
+
+
+def to_device(values: list, device: torch.device, dtype: torch.dtype = torch.long) -> torch.Tensor:
+    """A host list as a tensor on ``device``. On a GPU through pinned memory and a non-blocking copy: a copy from
+    pageable memory would make the host wait for all work queued before it."""
+    tensor = torch.tensor(values, dtype=dtype)
+    return tensor.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else tensor
 
 
 class PromptMethod(Protocol):
@@ -82,14 +103,14 @@ class MethodRows:
     Called like a method, it returns ``(prompt [B, n, d], inputs_embeds [B, L, d], prompt_mask [B, n])`` with
     ``n`` the longest prompt: a shorter prompt is padded at its start, ``prompt_mask`` 0 there, so every row
     reads ``[padding, its prompt, its input]`` and the backbone moves the padding out of the way. After a call,
-    ``blocks`` describes each method's rows and prompt (``fast.PromptBlock``), read from shapes and layouts only.
+    ``blocks`` describes each method's rows and prompt (``PromptBlock``), read from shapes and layouts only.
     """
 
     def __init__(self, methods: list, sizes: list[int]):
         if len(methods) != len(sizes):
             raise ValueError(f"MethodRows: {len(methods)} methods for {len(sizes)} row blocks")
         self.methods, self.sizes = list(methods), [int(size) for size in sizes]
-        self.blocks: list[fast.PromptBlock] = []
+        self.blocks: list[PromptBlock] = []
 
     def __call__(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor):
         if sum(self.sizes) != inputs_embeds.shape[0]:
@@ -100,9 +121,9 @@ class MethodRows:
             prompts.append(prompt)
             embeds.append(rows.to(inputs_embeds.dtype))
             start += size
-        self.blocks = [fast.PromptBlock(size, p.shape[1], fast.same_rows(p)) for size, p in zip(self.sizes, prompts)]
+        self.blocks = [PromptBlock(size, p.shape[1], same_rows(p)) for size, p in zip(self.sizes, prompts)]
         n = max(block.length for block in self.blocks)
-        row_lengths = fast.to_device([block.length for block in self.blocks for _ in range(block.rows)],
+        row_lengths = to_device([block.length for block in self.blocks for _ in range(block.rows)],
                                      inputs_embeds.device)
         positions = torch.arange(n, device=inputs_embeds.device)
         prompt_mask = (positions >= n - row_lengths[:, None]).to(attention_mask.dtype)                  # [B, n]

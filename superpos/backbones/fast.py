@@ -39,14 +39,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import warnings
-from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 
+from .batch import IGNORE_INDEX, PromptBlock, same_rows, to_device
 from .dropout import is_sublayer_dropout
 
-IGNORE_INDEX = -100
 
 
 def supported(model, *, training: bool | None = None) -> bool:
@@ -228,28 +227,6 @@ def causal_loss(backbone, prompt: torch.Tensor, embeds: torch.Tensor, attention_
     """
     logits, targets, _ = causal_target_logits(backbone, prompt, embeds, attention_mask, labels, prompt_mask)
     return F.cross_entropy(logits.float(), targets, ignore_index=IGNORE_INDEX)
-
-
-class PromptBlock(NamedTuple):
-    """Consecutive rows of a batch that one method prompts (one run of a packed group; the whole batch alone)."""
-
-    rows: int     # how many rows
-    length: int   # its prompt's vectors (a shorter prompt than the batch's ``n`` is left-padded to it)
-    shared: bool  # every row holds the same prompt (an input-independent method): computed once
-
-
-def same_rows(prompt: torch.Tensor) -> bool:
-    """Whether every row of ``prompt [b, n, d]`` is one prompt, read from its layout alone (no value is read, so
-    no wait on a GPU): a single row, or one prompt expanded over the rows (stride 0), as every input-independent
-    method returns it. A prompt copied into each row counts as per-row: still exact, only not computed once."""
-    return prompt.shape[0] <= 1 or prompt.stride(0) == 0
-
-
-def to_device(values: list, device: torch.device, dtype: torch.dtype = torch.long) -> torch.Tensor:
-    """A host list as a tensor on ``device``. On a GPU through pinned memory and a non-blocking copy: a copy from
-    pageable memory would make the host wait for all work queued before it."""
-    tensor = torch.tensor(values, dtype=dtype)
-    return tensor.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else tensor
 
 
 def shared_prompts(prompt: torch.Tensor, blocks: list[PromptBlock] | None):

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from . import fast
-from .batch import IGNORE_INDEX, Batch, MethodRows, PromptMethod, _pack, _positions
+from .batch import IGNORE_INDEX, Batch, MethodRows, PromptBlock, PromptMethod, _pack, _positions, same_rows
 
 
 class Loss:
@@ -14,18 +14,18 @@ class Loss:
     def _prompted_inputs(self, batch: Batch, method: PromptMethod | MethodRows | None):
         """``(prompt [B, n, d], inputs_embeds [B, L, d], prompt_mask [B, n] or None, blocks)`` in the model's dtype;
         ``n`` is 0 without a method; ``prompt_mask`` is None when every row has all ``n`` prompt vectors (one
-        method); ``blocks`` (``fast.PromptBlock``) the rows of each method and whether its prompt is one for all of
+        method); ``blocks`` (``PromptBlock``) the rows of each method and whether its prompt is one for all of
         them, read from the method's output before any cast (a cast copies an expanded prompt into every row)."""
         embeds = self.embed(batch.input_ids)
         if method is None:
             prompt = embeds.new_zeros(embeds.shape[0], 0, embeds.shape[2])
-            return prompt, embeds, None, [fast.PromptBlock(embeds.shape[0], 0, False)]
+            return prompt, embeds, None, [PromptBlock(embeds.shape[0], 0, False)]
         if isinstance(method, MethodRows):
             prompt, embeds, prompt_mask = method(embeds, batch.attention_mask)
             blocks = method.blocks
         else:
             (prompt, embeds), prompt_mask = method(embeds, batch.attention_mask), None
-            blocks = [fast.PromptBlock(prompt.shape[0], prompt.shape[1], fast.same_rows(prompt))]
+            blocks = [PromptBlock(prompt.shape[0], prompt.shape[1], same_rows(prompt))]
         if prompt.dim() != 3 or prompt.shape[0] != embeds.shape[0] or prompt.shape[2] != self.embed_dim:
             raise ValueError(f"method returned a prompt of shape {list(prompt.shape)}; expected "
                              f"[{embeds.shape[0]}, n, {self.embed_dim}]")
