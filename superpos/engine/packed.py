@@ -330,7 +330,7 @@ def run_means(token_losses: torch.Tensor, rows: torch.Tensor, sizes: list[int]) 
     (-1: not a target), the runs owning consecutive blocks of ``sizes`` rows. Through a ``[R, N]`` membership
     matrix: the same operators for any R, and nothing read back from the device. Selected, not multiplied by 0/1,
     so one run's non-finite loss stays its own (0 * nan is nan)."""
-    from ..backbones.fast import to_device
+    from ..backbones.batch import to_device
 
     run_of_row = to_device([run for run, size in enumerate(sizes) for _ in range(size)], rows.device)   # [B]
     owner = torch.where(rows >= 0, run_of_row.index_select(0, rows.clamp(min=0)), -1)                  # [N]
