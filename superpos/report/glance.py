@@ -229,7 +229,7 @@ def glance_markdown(runs: pd.DataFrame, wanted: int | None = None) -> str:
 
     done = runs[runs["status"] == "done"] if not runs.empty else runs
     if done.empty:
-        return "No finished run yet."
+        return "No finished run yet.\n"
     seeds = sorted(int(s) for s in done["seed"].unique())
     tasks = task_order(done["task"].unique())
     precisions = sorted({str(p) for p in done.get("precision", pd.Series(dtype=object)).dropna()})
