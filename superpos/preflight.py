@@ -348,7 +348,7 @@ class Checker:
     def run(self, root: Path) -> None:
         """Checks 1 to 4: tasks first, then backbone by backbone (one model in memory at a time, as in a run);
         the rows in the checks' order."""
-        from tqdm.auto import tqdm
+        from tqdm import tqdm  # the plain bar: tqdm.auto wants ipywidgets in a notebook and warns without it
 
         from .engine.train import tqdm_disabled
 

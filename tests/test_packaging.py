@@ -20,8 +20,13 @@ def test_environment_yml_parses_and_names_the_same_extras():
     make_extras = set(re.search(r'-e "\.\[(.*)\]"', (REPO / "Makefile").read_text()).group(1).split(","))
     assert extras == make_extras
     assert extras <= set(project["project"]["optional-dependencies"])
-    torch_pin = next(d for d in project["project"]["dependencies"] if d.startswith("torch"))
-    assert torch_pin.replace(" ", "") in pip_lines
+    # the package declares a range of torch; conda's pip step, like `make install`, pins the release inside it
+    torch_range = next(d for d in project["project"]["dependencies"] if d.startswith("torch"))
+    make_pin = re.search(r"pip install -q (torch==[\d.]+)", (REPO / "Makefile").read_text()).group(1)
+    assert make_pin in pip_lines and torch_range != make_pin
+    from packaging.specifiers import SpecifierSet
+
+    assert make_pin.split("==")[1] in SpecifierSet(torch_range[len("torch"):])
     # conda hands these lines to pip as a requirements file, where options such as --no-deps are refused
     assert not [line for line in pip_lines if line.startswith("--")]
 
@@ -78,3 +83,35 @@ def test_make_targets_pass_profile_pack_and_notebooks_to_the_cli():
         command = next(line for line in dry.stdout.splitlines() if "-m superpos" in line)
         assert "-m superpos reproduce --profile cpu --notebook 01_method --notebook 05" in command, command
         assert flag in command and (("--pack 4" in command) == (target != "report")), command
+
+
+def test_everything_the_package_imports_is_declared():
+    """Every third-party module superpos imports comes from a declared dependency: the core list, or the extra
+    that the feature importing it belongs to (notebooks, Ray, PEFT export)."""
+    import ast
+    import re
+    import sys
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    name = lambda requirement: re.split(r"[<>=!~ \[]", requirement)[0].lower().replace("_", "-")  # noqa: E731
+    core = {name(r) for r in project["dependencies"]}
+    extras = {extra: {name(r) for r in reqs} for extra, reqs in project["optional-dependencies"].items()}
+    distribution = {"sklearn": "scikit-learn", "yaml": "pyyaml", "huggingface_hub": "huggingface-hub"}
+    optional = {"papermill": "notebooks", "nbformat": "notebooks", "jupyter_client": "notebooks", "ray": "ray",
+                "peft": "export"}
+    for path in (REPO / "superpos").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                modules = [node.module]
+            else:
+                continue
+            for module in modules:
+                top = module.split(".")[0]
+                if top in sys.stdlib_module_names or top == "superpos":
+                    continue
+                wanted = distribution.get(top, top).lower().replace("_", "-")
+                where = extras[optional[top]] if top in optional else core
+                assert wanted in where, f"{path.relative_to(REPO)} imports {top}, not declared in {optional.get(top, 'dependencies')}"

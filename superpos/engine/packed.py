@@ -217,7 +217,7 @@ class PackedGroup:
 
     def fit(self) -> dict[str, dict]:
         """Train every run to its end; their records by run hash (also in ``self.records`` as they finish)."""
-        from tqdm.auto import tqdm
+        from tqdm import tqdm  # the plain bar: tqdm.auto wants ipywidgets in a notebook and warns without it
 
         from .train import deferred_interrupt, tqdm_disabled
 

@@ -112,7 +112,7 @@ def run_configs_on_ray(configs: Iterable[RunConfig], store: ResultsStore, addres
     are not all done in the store yet waits until they are. ``run_fn`` replaces ``train.run`` (tests; every run
     alone then). ``pack``: as for ``run_configs``; the runs ready at one time are packed into groups, each one task.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # the plain bar: tqdm.auto wants ipywidgets in a notebook and warns without it
 
     from .packed import check_pack, plan_units
 
