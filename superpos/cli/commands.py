@@ -13,9 +13,9 @@ from pathlib import Path
 def store_from(args):
     """The results store a command writes or reads: ``--results``, else ``results/<--profile>/``."""
     from ..engine import ResultsStore
-    from ..paths import results_dir
+    from ..paths import results_root
 
-    return ResultsStore(Path(args.results) if args.results else results_dir() / args.profile)
+    return ResultsStore(results_root(args.results, args.profile))
 
 
 def command_list(args) -> int:

@@ -166,12 +166,14 @@ def read_config_file(path: str) -> dict:
 
 def run_config_from(args):
     """The resolved RunConfig ``run``'s flags describe: a ``--config`` file, overridden by the flags given."""
+    from ..config import coerce_field
     from ..engine import RunConfig
 
     base = read_config_file(args.config) if args.config else {}
     values = {key: value for key, value in vars(args).items()
               if key in {f.name for f in dataclasses.fields(RunConfig)} and value is not None}
-    method_config = dict(base.pop("method_config", None) or {})
+    # null in a config file is refused as documented (RunConfig's own check), not read as {}
+    method_config = dict(coerce_field(RunConfig, "method_config", base.pop("method_config", {})))
     method_config.update({key[len("method__"):]: value for key, value in vars(args).items()
                           if key.startswith("method__") and value is not None})
     for item in args.set:

@@ -101,13 +101,20 @@ class RunConfig(ConfigBase):
             self.train_limit, self.eval_limit, self.seed, test_limit=self.test_limit)
 
     def run_hash(self) -> str:
-        """Stable hash of the resolved config (without the fields in ``NOT_HASHED``) and ``CODE_VERSION``."""
+        """Stable hash of the resolved config (without the fields in ``NOT_HASHED``) and ``CODE_VERSION``; a
+        registered task's rows, a GLUE/SuperGLUE task's local release files and a local model folder's contents
+        enter it too (built-in names and hub ids: the name decides)."""
+        from ..backbones.files import local_model_fingerprint
         from ..tasks import task_fingerprint
+        from ..tasks.loading import local_data_fingerprint
 
         payload = {k: v for k, v in self.resolved().to_dict().items() if k not in NOT_HASHED}
-        data = task_fingerprint(self.task)
-        if data is not None:  # a registered task: its rows decide the run too (built-in tasks: the name does)
+        data = task_fingerprint(self.task) or local_data_fingerprint(self.task)
+        if data is not None:
             payload["task_data"] = data
+        model = local_model_fingerprint(self.backbone)
+        if model is not None:  # a local model folder: what it holds, however its path is spelled
+            payload["backbone"] = model
         return stable_hash({**payload, "code_version": CODE_VERSION})
 
     def label(self) -> str:

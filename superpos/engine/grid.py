@@ -44,6 +44,10 @@ class GridSpec(ConfigBase):
         for axis in ("backbones", "tasks", "attempt_sources"):
             for value in getattr(self, axis):
                 require(isinstance(value, str) and value, axis, f"entries must be names (strings), got {value!r}")
+        # A task's every spelling ("SST-2", "sst2") is one task: its canonical name, as RunConfig.resolved() gives it,
+        # so that task_budget entries, attempt_sources and method entries' own tasks meet the grid's tasks.
+        self.tasks = [task_key(task) for task in self.tasks]
+        self.attempt_sources = [task_key(task) for task in self.attempt_sources]
         self.methods = [_check_method_entry(index, entry) for index, entry in enumerate(self.methods)]
         self.dropout = [coerce_field(RunConfig, "dropout", value, "dropout") for value in self.dropout]
         self.seeds = [coerce_field(RunConfig, "seed", value, "seeds") for value in self.seeds]
@@ -53,7 +57,9 @@ class GridSpec(ConfigBase):
         for task, values in self.task_budget.items():
             require(isinstance(values, Mapping), f"task_budget.{task}",
                     f"must be an object of RunConfig fields, got {values!r}")
-            task_budget[task] = _check_budget(values, f"task_budget.{task}")
+            key = task_key(task)
+            require(key not in task_budget, "task_budget", f"{task!r} names the same task as another entry ({key})")
+            task_budget[key] = _check_budget(values, f"task_budget.{task}")
         self.task_budget = task_budget
         uses_attempt = any(_method_name(m) == "attempt" for m in self.methods)
         require(not uses_attempt or self.attempt_sources, "attempt_sources",
@@ -66,12 +72,44 @@ class GridSpec(ConfigBase):
         a grid file given to ``python -m superpos grid`` may not have them (most likely a typo or a leftover)."""
         return [task for task in self.task_budget if task not in self.tasks and task not in self.attempt_sources]
 
+    #: Fields a grid file must name: without them it would run the defaults' grid (bbc-topic x superpos), which a
+    #: file saying only ``{"seeds": [0]}`` or ``{"budget": {}}`` surely did not mean.
+    FILE_REQUIRED = ("tasks", "methods")
+
+    @classmethod
+    def from_file_data(cls, data: Any, where: str = "the grid file") -> "GridSpec":
+        """A grid spec from a grid file's parsed JSON: an object naming at least ``tasks`` and ``methods``
+        (``ValueError`` in one line otherwise), then as :meth:`from_dict`."""
+        if not isinstance(data, Mapping):
+            kind = {list: "a list", str: "a string", type(None): "null"}.get(type(data), "a number")
+            raise ValueError(f"grid: {where} must hold a JSON object of GridSpec fields ({{\"tasks\": [...], "
+                             f"\"methods\": [...], ...}}), got {kind}")
+        if not data:
+            raise ValueError(f"grid: {where} is an empty object; name at least tasks and methods (an empty grid would "
+                             "run every default)")
+        missing = [key for key in cls.FILE_REQUIRED if key not in data]
+        if missing:
+            raise ValueError(f"grid: {where} names no {' and no '.join(missing)}; a grid file names them (e.g. "
+                             "\"tasks\": [\"bbc-topic\"], \"methods\": [\"superpos\"]); it never runs the defaults")
+        return cls.from_dict(data)
+
 
 #: RunConfig fields a grid's budget may set: all but the grid's axes.
 AXIS_FIELDS = ("backbone", "task", "method", "method_config", "dropout", "seed")
 #: Axes a method entry may replace for itself, each with the RunConfig field its values fill.
 ENTRY_AXES = {"dropout": "dropout", "backbones": "backbone", "tasks": "task", "seeds": "seed"}
 METHOD_ENTRY_KEYS = ("method", "config", *ENTRY_AXES)
+
+
+def task_key(task: Any) -> Any:
+    """A task's canonical name (``"SST-2"`` -> ``"sst2"``), or ``task`` unchanged when no task has that name
+    (``expand`` then reports it)."""
+    from ..tasks import TaskError, canonical_name
+
+    try:
+        return canonical_name(task) if isinstance(task, str) else task
+    except TaskError:
+        return task
 
 
 def _check_budget(values: Mapping, where: str) -> dict:
@@ -104,6 +142,8 @@ def _check_method_entry(index: int, entry: Any) -> str | dict:
             values = entry[axis] if isinstance(entry[axis], (list, tuple)) else [entry[axis]]
             require(len(values) >= 1, f"{where}.{axis}", "must name at least one value")
             checked[axis] = [coerce_field(RunConfig, field, value, f"{where}.{axis}") for value in values]
+            if axis == "tasks":
+                checked[axis] = [task_key(task) for task in checked[axis]]
     return checked
 
 

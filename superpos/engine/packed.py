@@ -119,6 +119,7 @@ def run_group(configs: list[RunConfig | dict], store: ResultsStore, *, retry_fai
         members = []
         for run_hash, config in dict(zip(hashes, configs)).items():
             if serves(record := store.get(run_hash), retry_failed):
+                store.clean_finished(run_hash)  # a kill between its record and its cleanup left its leftovers
                 records[run_hash] = {**record, "cached": True}
                 continue
             lock = locks.enter_context(store.lock(run_hash, wait=False, label=config.label()))

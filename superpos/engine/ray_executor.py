@@ -45,8 +45,10 @@ def _import_ray():
 
 
 def _is_cached(record: dict | None, retry_failed: bool) -> bool:
-    """The same rule as ``train.run``: a done record, or a failed one that is not to be retried."""
-    return record is not None and (record["status"] == "done" or not (retry_failed or record.get("retryable")))
+    """The rule of ``train.run`` (``serves``): a done record of this run, or a failed one not to be retried."""
+    from .train import serves
+
+    return serves(record, retry_failed)
 
 
 def execute_run(config: dict, store_root: str, retry_failed: bool, run_fn: Callable[..., dict] | None = None) -> dict:

@@ -15,13 +15,16 @@ leaves a half-written file under a real name; a checkpoint is a folder written t
 one rename, so its files always belong to the same step. A record that does not parse, or does not have a
 record's shape, is reported in one line, set aside as ``<hash>.json.corrupt`` (``.corrupt.1``, ... when
 that name is taken) and treated as missing; in a store that cannot be written it is reported and left.
-Reading never needs write access.
+Reading never needs write access. Paths are built from run hashes only (16 hex digits, :func:`check_run_hash`),
+so no name reaches outside the store. A lock path that is a folder, or a ``locks``/``checkpoints`` that is a file,
+is one line (:class:`StoreError`), never a traceback; a file where a checkpoint folder should be is set aside.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import sys
@@ -35,6 +38,8 @@ from ..paths import store_dir
 
 RECORD_STATUSES = ("done", "failed")
 CHECKPOINT_PREFIX = "step-"
+#: What a run hash looks like (:func:`stable_hash`'s 16 hex digits): the only names the store builds paths from.
+RUN_HASH = re.compile(r"[0-9a-f]{16}")
 #: A temporary file whose writer cannot be identified is left alone until it is this old (seconds).
 STALE_TMP_SECONDS = 24 * 3600
 #: How often a process waiting for another one's run looks at the lock again (seconds).
@@ -55,6 +60,21 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 _HOST = "".join(c if c.isalnum() or c in "-_" else "_" for c in socket.gethostname())[:40] or "host"
 _PROCESS_STARTED = time.time()
+
+
+def is_run_hash(name: object) -> bool:
+    """Whether ``name`` has a run hash's form (16 lowercase hex digits)."""
+    return isinstance(name, str) and RUN_HASH.fullmatch(name) is not None
+
+
+def check_run_hash(name: object, what: str = "run hash") -> str:
+    """``name`` when it has a run hash's form, else :class:`StoreError` in one line: paths in the store are built
+    from run hashes only, so that no name (``../other/records/<hash>``) can reach outside it."""
+    if not is_run_hash(name):
+        shown = repr(name) if len(repr(name)) <= 80 else repr(name)[:77] + "..."
+        raise StoreError(f"{what}: {shown} is not a run hash (16 hex digits, as `python -m superpos run` prints "
+                         "them and records are named)")
+    return name
 
 
 def note(message: str) -> None:
@@ -175,8 +195,9 @@ def record_problem(record: Any, run_hash: str) -> str | None:
     if best is not None and not (isinstance(best, dict) and isinstance(best.get("dev", {}), dict)
                                  and isinstance(best.get("test", {}), dict)):
         return "'best' is not an evaluation point"
-    if record["status"] == "done" and not isinstance(best, dict):
-        return "a done record without a best point"
+    if record["status"] == "done" and not (isinstance(best, dict) and isinstance(best.get("dev"), dict)
+                                           and isinstance(best.get("test"), dict)):
+        return "a done record without a best point (dev and test)"
     for key in ("history", "loss_curve"):
         if not isinstance(record.get(key, []), list):
             return f"'{key}' is not a list"
@@ -220,10 +241,19 @@ class RunLock:
         self.waited = False
 
     def try_acquire(self) -> bool:
-        """Take the lock if it is free; True when this process now holds it."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        """Take the lock if it is free; True when this process now holds it. A lock path that is a folder, or a
+        ``locks`` that is a file, is a :class:`StoreError` in one line (nothing could hold the run through it)."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise StoreError(f"{self.path.parent} is not a folder, so no run can be locked; remove or rename it "
+                             "(it holds only lock files, made again as needed)") from None
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+            except (IsADirectoryError, NotADirectoryError):
+                raise StoreError(f"lock {self.path} is a folder, not a lock file; remove it (nothing holds a run "
+                                 "through a folder)") from None
             if not _try_lock(fd):
                 os.close(fd)
                 return False
@@ -270,7 +300,9 @@ class ResultsStore:
 
     def __init__(self, root: str | Path | None = None, *, profile: str | None = None, read_only: bool = False):
         if root is None:
-            root = store_dir(profile or "default")
+            root = store_dir("default" if profile is None else profile)
+        if not str(root).strip():  # Path("") is the working directory: never a store by accident
+            raise StoreError("results folder: an empty path; name a folder")
         self.root = Path(root)
         self.read_only = read_only
         self.records_dir = self.root / "records"
@@ -289,25 +321,26 @@ class ResultsStore:
         except OSError as error:
             raise StoreError(f"results folder {self.root} is not writable ({error.strerror or error})") from None
 
-    # -- names
+    # -- names (from run hashes only: see check_run_hash)
     def record_path(self, run_hash: str) -> Path:
-        return self.records_dir / f"{run_hash}.json"
+        return self.records_dir / f"{check_run_hash(run_hash)}.json"
 
     def prompt_path(self, run_hash: str) -> Path:
-        return self.prompts_dir / f"{run_hash}.safetensors"
+        return self.prompts_dir / f"{check_run_hash(run_hash)}.safetensors"
 
     def state_path(self, run_hash: str) -> Path:
-        return self.states_dir / f"{run_hash}.safetensors"
+        return self.states_dir / f"{check_run_hash(run_hash)}.safetensors"
 
     def checkpoint_dir(self, run_hash: str) -> Path:
-        return self.checkpoints_dir / run_hash
+        return self.checkpoints_dir / check_run_hash(run_hash)
 
     def lock_path(self, run_hash: str) -> Path:
-        return self.locks_dir / f"{run_hash}.lock"
+        return self.locks_dir / f"{check_run_hash(run_hash)}.lock"
 
     # -- records
     def get(self, run_hash: str) -> dict | None:
-        """The stored record, or None if absent. A damaged one is reported, set aside, and treated as absent."""
+        """The stored record, or None if absent. A damaged one is reported, set aside, and treated as absent.
+        ``run_hash`` must have a run hash's form (:class:`StoreError` otherwise): nothing outside the store is read."""
         path = self.record_path(run_hash)
         try:
             text = path.read_text()
@@ -340,6 +373,22 @@ class ResultsStore:
             return
         note(f"corrupt record {path.name} ({problem}); moved to {aside.name}, the run will be redone")
 
+    def set_aside_other_run(self, run_hash: str, problem: str) -> None:
+        """Move a record that is not the run its name says (``problem``: whose it is) to
+        ``<hash>.json.misplaced`` (numbered), so the run can train without losing it; one line says so."""
+        path = self.record_path(run_hash)
+        if self.read_only:
+            return
+        try:
+            aside = set_aside(path, ".misplaced")
+        except FileNotFoundError:
+            return
+        except OSError as error:
+            note(f"record {path.name} {problem}; it cannot be moved ({error.strerror or error}) and will be "
+                 "replaced by the run's own record")
+            return
+        note(f"record {path.name} {problem}; moved to {aside.name}, the run trains")
+
     def is_done(self, run_hash: str) -> bool:
         record = self.get(run_hash)
         return record is not None and record["status"] == "done"
@@ -354,6 +403,8 @@ class ResultsStore:
         if not self.records_dir.exists():
             return
         for path in sorted(self.records_dir.glob("*.json")):
+            if not is_run_hash(path.stem):  # not a record's name: not the store's
+                continue
             record = self.get(path.stem)
             if record is not None:
                 yield record
@@ -380,7 +431,8 @@ class ResultsStore:
 
     # -- checkpoints
     def checkpoints(self, run_hash: str) -> list[tuple[int, Path]]:
-        """The published checkpoints of ``run_hash`` as ``(step, folder)``, newest first."""
+        """The published checkpoints of ``run_hash`` as ``(step, folder)``, newest first (``step-<N>`` folders;
+        anything else there is not a checkpoint: :meth:`stray_checkpoints`)."""
         folder = self.checkpoint_dir(run_hash)
         found = []
         for path in folder.glob(f"{CHECKPOINT_PREFIX}*") if folder.is_dir() else ():
@@ -388,6 +440,26 @@ class ResultsStore:
             if step.isdigit() and path.is_dir():
                 found.append((int(step), path))
         return sorted(found, reverse=True)
+
+    def stray_checkpoints(self, run_hash: str) -> list[Path]:
+        """Entries of ``run_hash``'s checkpoint folder named like a checkpoint (``step-<N>``) that are not
+        folders: nothing reads them, but a later checkpoint of that step could not be written over them."""
+        folder = self.checkpoint_dir(run_hash)
+        return sorted(path for path in (folder.glob(f"{CHECKPOINT_PREFIX}*") if folder.is_dir() else ())
+                      if path.name[len(CHECKPOINT_PREFIX):].isdigit() and not path.is_dir())
+
+    def prepare_checkpoints(self, run_hash: str) -> None:
+        """Make ``run_hash``'s checkpoint folder usable before a run resumes or writes one: a file where
+        ``checkpoints/`` should be is a :class:`StoreError` (one line); a file where the run's folder or one of
+        its ``step-<N>`` folders should be is set aside (one line each). Only the holder of the run's lock."""
+        if self.checkpoints_dir.exists() and not self.checkpoints_dir.is_dir():
+            raise StoreError(f"{self.checkpoints_dir} is not a folder, so no checkpoint can be kept; remove or rename "
+                             "it (it holds only unfinished runs' checkpoints)")
+        folder = self.checkpoint_dir(run_hash)
+        if folder.exists() and not folder.is_dir():
+            self.reject_checkpoint(folder, "a file, not a checkpoint folder")
+        for path in self.stray_checkpoints(run_hash):
+            self.reject_checkpoint(path, "a file, not a checkpoint folder")
 
     def write_checkpoint(self, run_hash: str, step: int, files: dict[str, bytes]) -> Path:
         """Write ``files`` as the checkpoint of ``step``, all or nothing, then drop the older checkpoints.
@@ -404,8 +476,10 @@ class ResultsStore:
         for name, data in files.items():
             write_synced(tmp / name, data)
         sync_dir(tmp)
-        if final.exists():  # the same step again (Ctrl-C right after an evaluation point)
+        if final.is_dir() and not final.is_symlink():  # the same step again (Ctrl-C right after an evaluation point)
             shutil.rmtree(final)
+        elif final.exists() or final.is_symlink():  # not a checkpoint (prepare_checkpoints sets such ones aside)
+            final.unlink()
         publish(tmp, final)
         for _, older in self.checkpoints(run_hash):
             if older != final:
@@ -430,6 +504,21 @@ class ResultsStore:
     def remove_checkpoints(self, run_hash: str) -> None:
         shutil.rmtree(self.checkpoint_dir(run_hash), ignore_errors=True)
 
+    def clean_finished(self, run_hash: str) -> None:
+        """Remove what a finished run (its record is written) may have left: its checkpoints and its lock file,
+        after a kill between the record and the cleanup. Only when this process can take the run's lock (never
+        under another live process's hold); a read-only store is left alone. Best effort, silent."""
+        if self.read_only:
+            return
+        try:
+            if not (self.checkpoint_dir(run_hash).exists() or self.lock_path(run_hash).exists()):
+                return
+            with self.lock(run_hash, wait=False) as lock:  # released (its file removed) on the way out
+                if lock.held and self.checkpoint_dir(run_hash).is_dir():
+                    self.remove_checkpoints(run_hash)
+        except (OSError, StoreError):
+            pass
+
     # -- cleaning
     def clean_stale(self) -> None:
         """Remove what is provably left over: temporary files of dead writers (or a day old) in records/,
@@ -439,11 +528,13 @@ class ResultsStore:
                 if is_stale_temp(path):
                     path.unlink(missing_ok=True)
         for folder in sorted(self.checkpoints_dir.iterdir()) if self.checkpoints_dir.is_dir() else ():
-            if folder.is_dir() and self.is_done(folder.name):
+            if folder.is_dir() and is_run_hash(folder.name) and self.is_done(folder.name):
                 with self.lock(folder.name, wait=False) as lock:
                     if lock.held:
                         self.remove_checkpoints(folder.name)
         for path in self.locks_dir.glob("*.lock") if self.locks_dir.is_dir() else ():
+            if not path.is_file():  # a folder there is reported when its run is locked, never removed here
+                continue
             lock = RunLock(path)
             if lock.try_acquire():
                 lock.release()

@@ -6,13 +6,16 @@ best-epoch selection. Everything needed to resume sits in a checkpoint written a
 point and on Ctrl-C; a resumed run on CPU ends with exactly the uninterrupted run's result.
 
 A checkpoint is one folder published by one rename (see the store), and is checked against the run
-(configuration, format, steps of its two files, tensor shapes) before it is used: one that does not fit
-is set aside in one line and the run resumes from an older one or starts over. One process trains a run
-at a time (the store's lock per run). A run keeps the method's trainable state at its best evaluation
+(configuration, format, steps of its two files, the shape of every progress field, a checksum of both files'
+contents, tensor shapes) before it is used: one that does not fit is set aside in one line and the run resumes
+from an older one or starts over. A stored record is served only when its configuration hashes to its name; a
+served record's leftovers (checkpoints, lock file) are removed when no other process holds the run. One process
+trains a run at a time (the store's lock per run). A run keeps the method's trainable state at its best evaluation
 point; the record's prompt, state and analysis are that point's, like its scores.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
@@ -35,7 +38,7 @@ from .config import CODE_VERSION, RunConfig, as_run_config
 from .evaluate import evaluate, max_new_tokens_for
 from .record import improves
 from .reporting import check_report_to, make_reporter
-from .store import ResultsStore, atomic_write_bytes, note, stable_hash
+from .store import ResultsStore, StoreError, atomic_write_bytes, is_run_hash, note, stable_hash
 
 LOSS_POINTS = 400  # the loss curve keeps about this many points, whatever the run length
 #: Layout of a checkpoint's files; a checkpoint of another format is set aside, never guessed at.
@@ -75,6 +78,7 @@ def run(config: RunConfig | dict, store: ResultsStore, *, retry_failed: bool = F
     run_hash = config.run_hash()
     record = store.get(run_hash)
     if serves(record, retry_failed):
+        store.clean_finished(run_hash)  # a kill between its record and its cleanup left its checkpoints, its lock
         return {**record, "cached": True}
     from ..backbones.precision import resolve_precision
 
@@ -86,7 +90,11 @@ def run(config: RunConfig | dict, store: ResultsStore, *, retry_failed: bool = F
             return busy_record(config, run_hash, lock.holder())
         record = store.get(run_hash)  # the record may have appeared while this process waited for the lock
         if serves(record, retry_failed and not lock.waited):
+            if store.checkpoint_dir(run_hash).is_dir():
+                store.remove_checkpoints(run_hash)  # this process holds the lock: its leftovers are ours to clear
             return {**record, "cached": True}
+        if record is not None and not names_its_run(record):
+            store.set_aside_other_run(run_hash, "holds another run's configuration (it does not hash to its name)")
         source_prompts = load_source_prompts(config, store)
         trainer = Trainer(config, run_hash, store, source_prompts, progress=progress)
         trainer.reporter = make_reporter(report_to, store.root, run_hash)
@@ -94,8 +102,21 @@ def run(config: RunConfig | dict, store: ResultsStore, *, retry_failed: bool = F
 
 
 def serves(record: dict | None, retry_failed: bool) -> bool:
-    """Whether a stored record answers the run: done, or failed and not to be retried."""
-    return record is not None and (record["status"] == "done" or not (retry_failed or record.get("retryable")))
+    """Whether a stored record answers the run: done, or failed and not to be retried, and of this run (its
+    configuration hashes to the name it is stored under: :func:`names_its_run`)."""
+    return record is not None and (record["status"] == "done" or not (retry_failed or record.get("retryable"))) \
+        and names_its_run(record)
+
+
+def names_its_run(record: dict) -> bool:
+    """Whether ``record``'s configuration hashes, under this code, to the hash it is stored under (the store has
+    checked that its ``hash`` field is its file's name). A record copied or saved under another run's name is not
+    this run; nor is a record of an older ``CODE_VERSION`` (stored under its own, older hash, which no current
+    configuration asks for): neither is served, neither is corrupt."""
+    try:
+        return RunConfig.from_dict(record["config"]).run_hash() == record["hash"]
+    except Exception:  # noqa: BLE001 - a config this code cannot even resolve is certainly not this run's
+        return False
 
 
 def busy_record(config: RunConfig, run_hash: str, holder: str) -> dict:
@@ -115,6 +136,8 @@ def clean_store_once(store: ResultsStore) -> None:
         store.clean_stale()
     except OSError as error:
         note(f"could not clean stale files in {store.root} ({error.strerror or error})")
+    except StoreError as error:  # a damaged layout (locks/ a file): the run itself reports it when it meets it
+        note(f"could not clean stale files in {store.root} ({error})")
 
 
 def load_source_prompts(config: RunConfig, store: ResultsStore) -> torch.Tensor | None:
@@ -122,6 +145,11 @@ def load_source_prompts(config: RunConfig, store: ResultsStore) -> torch.Tensor 
     evaluation point, or its last step (``source_point`` of the method config)."""
     if not config.sources:
         return None
+    for source in config.sources:  # run hashes of this store, nothing else: never a path into another store
+        if not is_run_hash(source):
+            shown = repr(source) if len(repr(source)) <= 80 else repr(source)[:77] + "..."
+            raise RunError(f"sources: {shown} is not a run hash (16 hex digits) of a finished source run in "
+                           f"{store.root}")
     point = config.method_config.get("source_point", "best")
     return torch.stack([source_prompt(store, source, point) for source in config.sources])
 
@@ -471,8 +499,10 @@ class Trainer:
         torch.save(tensors, buffer)
         progress = {key: getattr(self, key) for key in PROGRESS_FIELDS}
         progress.update({"format": CHECKPOINT_FORMAT, "hash": self.run_hash, "config": self.config.to_dict()})
+        state = buffer.getvalue()
+        progress["checksum"] = checkpoint_checksum(progress, state)
         self.store.write_checkpoint(self.run_hash, self.step, {
-            "state.pt": buffer.getvalue(),
+            "state.pt": state,
             "progress.json": (json.dumps(progress, indent=1, sort_keys=True) + "\n").encode()})
 
     def resume(self) -> bool:
@@ -481,12 +511,14 @@ class Trainer:
         True when the run resumed; False when it starts over (the trainer is then as freshly built).
         """
         self.store.clean_checkpoint_leftovers(self.run_hash)  # this process holds the run's lock
+        self.store.prepare_checkpoints(self.run_hash)  # files where folders should be: set aside, one line each
         self.drop_old_layout()
         for step, folder in self.store.checkpoints(self.run_hash):
             try:
                 progress = json.loads((folder / "progress.json").read_text())
-                tensors = torch.load(folder / "state.pt", map_location="cpu", weights_only=True)
-                problem = self.checkpoint_problem(step, progress, tensors)
+                state = (folder / "state.pt").read_bytes()
+                tensors = torch.load(io.BytesIO(state), map_location="cpu", weights_only=True)
+                problem = self.checkpoint_problem(step, progress, tensors, state)
             except Exception as error:  # a damaged file fails in many ways; each one means "unusable"
                 problem = f"unreadable: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
             if problem is None:
@@ -509,8 +541,10 @@ class Trainer:
             for path in old:
                 path.unlink(missing_ok=True)
 
-    def checkpoint_problem(self, step: int, progress: Any, tensors: Any) -> str | None:
-        """Why a checkpoint (its ``progress.json`` and ``state.pt``) does not fit this run, or None."""
+    def checkpoint_problem(self, step: int, progress: Any, tensors: Any, state: bytes | None = None) -> str | None:
+        """Why a checkpoint (its ``progress.json`` and ``state.pt``, whose bytes are ``state``) does not fit this
+        run, or None: its format, run and configuration, the shape of every field of its progress
+        (:func:`progress_problem`), its steps, its checksum (when ``state`` is given), its tensors."""
         if not isinstance(progress, dict) or not isinstance(tensors, dict):
             return "not a checkpoint"
         if progress.get("format") != CHECKPOINT_FORMAT or tensors.get("format") != CHECKPOINT_FORMAT:
@@ -525,6 +559,13 @@ class Trainer:
             return f"its files are of steps {progress['step']} and {tensors.get('step')}, its name says {step}"
         if not 0 < step <= self.total_steps:
             return f"step {step} is outside this run's {self.total_steps} steps"
+        problem = progress_problem(progress, self.log_every, self.total_steps)
+        if problem is not None:
+            return f"progress.json: {problem}"
+        # (a checkpoint written before checksums were, without one, is checked by all the rest)
+        if state is not None and "checksum" in progress and progress["checksum"] != checkpoint_checksum(progress,
+                                                                                                       state):
+            return "its checksum does not match its contents (edited or damaged)"
         own = self.method.trainable_state()
         problem = tensor_dict_problem(tensors.get("method"), own, "method state")
         problem = problem or tensor_dict_problem(tensors.get("buffers"), self.eval_buffers(), "evaluation buffers")
@@ -652,6 +693,93 @@ class Trainer:
         """Write ``data`` atomically to ``path`` in the store; return the path relative to the store."""
         atomic_write_bytes(path, data)
         return str(path.relative_to(self.store.root))
+
+
+def checkpoint_checksum(progress: dict, state: bytes) -> str:
+    """SHA-256 over a checkpoint's ``state.pt`` bytes and its ``progress.json`` fields (but ``checksum``), in
+    canonical JSON: written into ``progress.json``, so an edited value in either file is caught on resume. (JSON
+    numbers read back as the same floats, so the canonical text of what was written and what is read is one.)"""
+    body = json.dumps({key: value for key, value in progress.items() if key != "checksum"}, sort_keys=True,
+                      separators=(",", ":"))
+    return hashlib.sha256(hashlib.sha256(state).digest() + body.encode()).hexdigest()
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def point_problem(point: Any, what: str) -> str | None:
+    """Why ``point`` is not an evaluation point as the trainer writes them (``dev_point``), or None."""
+    if not isinstance(point, dict):
+        return f"{what} is not an evaluation point"
+    if not _count(point.get("step")) or point["step"] < 1:
+        return f"{what} has no valid 'step'"
+    for key in ("epoch", "score", "lenient_score", "invalid_rate"):
+        if not _number(point.get(key)):
+            return f"{what} has no valid {key!r}"
+    if not isinstance(point.get("dagger"), bool):
+        return f"{what} has no valid 'dagger'"
+    for key in ("metrics", "lenient"):
+        if not isinstance(point.get(key), dict) or not all(_number(v) for v in point[key].values()):
+            return f"{what} has no valid {key!r}"
+    return None
+
+
+def progress_problem(progress: dict, log_every: int, total_steps: int) -> str | None:
+    """Why a checkpoint's ``progress`` (its fields' types already checked) is not what the trainer writes at its
+    step, or None: every evaluation point an evaluation point, in step order and before the step; the best points
+    among them; the loss curve's ``[step, loss]`` pairs, one per ``log_every`` steps, with ``pending_loss`` the
+    finite losses since its last one; times and counts non-negative."""
+    step = progress["step"]
+    steps = []
+    for index, point in enumerate(progress["history"]):
+        problem = point_problem(point, f"history[{index}]")
+        if problem is not None:
+            return problem
+        steps.append(point["step"])
+    if steps != sorted(set(steps)) or (steps and steps[-1] > step):
+        return "the history's steps are out of order or past the checkpoint's step"
+    for key in ("best", "best_lenient"):
+        best = progress[key]
+        if best is None:
+            if steps:
+                return f"{key!r} is missing though the history has evaluation points"
+            continue
+        if not _count(best.get("step")) or not _number(best.get("epoch")):
+            return f"{key!r} has no valid step or epoch"
+        problem = point_problem(best.get("dev"), f"{key}.dev") or point_problem(best.get("test"), f"{key}.test")
+        if problem is not None:
+            return problem
+        if best["step"] not in steps or best["dev"]["step"] != best["step"]:
+            return f"{key!r} is not one of the history's evaluation points"
+    predictions = progress["best_predictions"]
+    if (predictions is None) != (progress["best"] is None) or \
+            (predictions is not None and not all(isinstance(text, str) for text in predictions)):
+        return "'best_predictions' are not the best point's texts"
+    curve = progress["loss_curve"]
+    logged = list(range(log_every, step + 1, log_every))  # end_step's points up to this step (and the last step)
+    if step == total_steps and step % log_every:
+        logged.append(step)
+    if len(curve) != len(logged):
+        return f"the loss curve has {len(curve)} points, not the {len(logged)} of {step} steps"
+    for index, (pair, at) in enumerate(zip(curve, logged)):
+        if not (isinstance(pair, list) and len(pair) == 2 and _count(pair[0]) and _number(pair[1])
+                and math.isfinite(pair[1]) and pair[0] == at):
+            return f"loss_curve[{index}] is not a [step, loss] pair of this run"
+    pending = progress["pending_loss"]
+    unlogged = 0 if step == total_steps else step % log_every
+    if len(pending) != unlogged or not all(_number(v) and math.isfinite(v) for v in pending):
+        return "'pending_loss' is not the finite losses since the loss curve's last point"
+    for key in ("train_seconds", "eval_seconds"):
+        if not (math.isfinite(progress[key]) and progress[key] >= 0):
+            return f"{key!r} is not a non-negative number"
+    if progress["train_tokens"] < 0:
+        return "'train_tokens' is negative"
+    return None
 
 
 def examples_fingerprint(dev: list, test: list) -> dict[str, str]:

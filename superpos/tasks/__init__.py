@@ -39,7 +39,7 @@ def register_task(task: Task, *, replace: bool = False) -> Task:
     grids and the CLI of this process. A built-in name, or a registered one without ``replace=True``, is refused."""
     if not isinstance(task, Task):
         raise TaskError(f"register_task: expected a Task (e.g. from task_from_files), got {type(task).__name__}")
-    if task.name in TASKS and task.name not in REGISTERED:
+    if (task.name in TASKS or task.name.replace("-", "").replace("_", "") in _ALIASES) and task.name not in REGISTERED:
         raise TaskError(f"register_task: {task.name!r} is a built-in task; choose another name")
     if task.name in REGISTERED and not replace:
         raise TaskError(f"register_task: {task.name!r} is already registered; pass replace=True to replace it")

@@ -6,6 +6,7 @@ subclasses only say where rows come from (:mod:`.loading` for GLUE/SuperGLUE, :m
 from __future__ import annotations
 
 import dataclasses
+import enum
 import random
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -13,7 +14,14 @@ from typing import Any
 
 from .metrics import Score, normalize, parse_score, score_predictions, score_to_text
 
-PROTOCOLS = ("paper", "heldout")
+class Protocol(str, enum.Enum):
+    """Where the best point is chosen and where its score is read."""
+
+    PAPER = "paper"      # both on the validation split, as the paper does
+    HELDOUT = "heldout"  # chosen on dev, read on test examples the choice never saw
+
+
+PROTOCOLS = tuple(protocol.value for protocol in Protocol)
 SMALL_TRAIN = 10_000  # heldout protocol: below this many training rows, halve validation into dev/test
 HELDOUT_DEV = 1_000   # heldout protocol: above it, hold out this many training rows as dev
 #: Seeds every choice of evaluation examples (the dev/test partition, ``eval_limit``/``test_limit`` subsamples):
@@ -175,11 +183,18 @@ class Task:
         return Example(self.format_input(row), self.target_text(label), label, self.group_of(row),
                        f"{self.name}/{split}/{key}")
 
+    #: Whether :meth:`examples` drops unlabelled rows (label -1, as in the hub's test splits: any label below 0 or
+    #: NaN). Built-in tasks do; a task that checks every row itself (``RowsTask``) sets it False, so no row of its
+    #: is ever dropped in silence.
+    drops_unlabelled = True
+
     def examples(self, split: str) -> list[Example]:
-        """All labelled examples of ``split`` (rows with label -1, as in hub test splits, are dropped)."""
+        """All labelled examples of ``split`` (rows with label -1, as in hub test splits, are dropped, unless
+        :attr:`drops_unlabelled` is False: then every row is an example)."""
         if split not in self._cache:
             rows = self.rows(split)
-            self._cache[split] = [self.example(r, split, i) for i, r in enumerate(rows) if float(r["label"]) >= 0]
+            keep = (lambda row: float(row["label"]) >= 0) if self.drops_unlabelled else (lambda row: True)
+            self._cache[split] = [self.example(r, split, i) for i, r in enumerate(rows) if keep(r)]
         return self._cache[split]
 
     # ------------------------------------------------------------------ splits

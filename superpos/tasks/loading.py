@@ -53,6 +53,33 @@ def _child(folder: Path, names: Sequence[str]) -> Path | None:
     return None
 
 
+def local_data_fingerprint(name: str) -> str | None:
+    """A hash of the local files a GLUE/SuperGLUE task's rows come from (``$SUPERPOS_DATA``: release files or
+    hub-schema files, train and validation), part of its runs' hashes so that other files give other runs; ``None``
+    when its rows come from the hub (no ``$SUPERPOS_DATA``, or no file of the task there) and for every other task,
+    whose hashes stay as they were. The contents count, not the paths (file digests are remembered per process by
+    path, size and modification time: :func:`superpos.paths.file_digest`)."""
+    if not os.environ.get(DATA_ENV):
+        return None
+    from . import PAPER_TASKS, canonical_name, get_task
+
+    try:
+        name = canonical_name(name)
+    except TaskError:
+        return None
+    if name not in PAPER_TASKS:
+        return None
+    task = get_task(name)
+    files = {split: task.local_file(split) for split in SPLIT_FILES}
+    if not any(files.values()):
+        return None
+    from ..engine.store import stable_hash
+    from ..paths import file_digest
+
+    return stable_hash({split: None if path is None else [path.name, file_digest(path)]
+                        for split, path in files.items()})
+
+
 class BenchmarkTask(Task):
     """A GLUE or SuperGLUE task, loaded from a local folder or the hub (see module docstring).
 
