@@ -334,11 +334,15 @@ def test_publish_writes_csv_md_png_svg_with_profile_in_names(store, tmp_path, mo
     scores = report.task_scores(runs)
     table, numbers = report.method_table(scores)
     text = report.caption("smoke", runs, "Table 1")
-    for word in ("Profile smoke", "tiny-t5", "bbc-next", "batch 4", "seeds: 0", "numbers mean nothing"):
+    for word in ("tiny-t5", "bbc-next", "seed 0", "1 run", "One seed", "tables/PROVENANCE_smoke.md"):
         assert word in text
     shown = report.publish_table(table, "table1", "smoke", title="Table 1", caption=text, data=numbers)
     folder = tmp_path / "results" / "smoke" / "tables"
-    assert sorted(p.name for p in folder.iterdir()) == ["table1_smoke.csv", "table1_smoke.md"]
+    assert sorted(p.name for p in folder.iterdir()) == ["PROVENANCE_smoke.json", "PROVENANCE_smoke.md",
+                                                        "table1_smoke.csv", "table1_smoke.md"]
+    provenance = (folder / "PROVENANCE_smoke.md").read_text()
+    for word in ("tiny-t5", "bbc-next", "batch 4", "Seeds:** 0", "numbers mean nothing", "†k/n"):
+        assert word in provenance
     assert "| Backbone |" in (folder / "table1_smoke.md").read_text()
     assert "Table 1." in repr(shown) and "<table" in shown._repr_html_()
     assert str(tmp_path) not in repr(shown)  # nothing machine-specific in what a notebook shows
@@ -346,7 +350,9 @@ def test_publish_writes_csv_md_png_svg_with_profile_in_names(store, tmp_path, mo
     shown = report.publish_figure(figure, "curves", "smoke", title="Learning curves", caption=text)
     figures = tmp_path / "results" / "smoke" / "figures"
     assert sorted(p.name for p in figures.iterdir()) == ["curves_smoke.md", "curves_smoke.png", "curves_smoke.svg"]
-    assert (figures / "curves_smoke.md").read_text().startswith(f"**Learning curves.** {text}")
+    page = (figures / "curves_smoke.md").read_text()  # the caption, its pointer to the provenance file a link
+    assert page.startswith(f"**Learning curves.** {text.split('tables/')[0]}")
+    assert "[tables/PROVENANCE_smoke.md](../tables/PROVENANCE_smoke.md)" in page
     # the caption is beside the pixels, not in them: the figure's only text above the panels is its title
     assert figure.get_suptitle() == "Learning curves"
     assert all(text not in t.get_text() for t in figure.findobj(matplotlib.text.Text))
@@ -513,7 +519,8 @@ def test_curves_show_strict_lenient_and_invalid_rows_on_0_100(store):
     assert sorted(line.get_linestyle() for line in lines) == ["-", "-", "--", "--"]
     legend = figure.legends[0]
     assert {t.get_text() for t in legend.get_texts()} == {
-        "Simple PT, dropout off", "Simple PT, dropout on", "SuperPos PT, dropout off", "SuperPos PT, dropout on"}
+        "Simple PT, dropout off", "Simple PT, dropout on", "SuperPos PT, dropout off", "SuperPos PT, dropout on",
+        report.figures.DAGGER_LABEL}  # the † seed of superpos: its strict points are marked, and the legend says so
 
 
 def test_factor_figures_show_three_rows_in_the_factors_order(store):
@@ -588,15 +595,16 @@ def test_loss_figure_has_one_line_per_setting(store):
 def test_published_figures_are_byte_identical_and_carry_their_caption(store, tmp_path, monkeypatch):
     monkeypatch.setenv("SUPERPOS_RESULTS", str(tmp_path / "results"))
     runs = _mixed_store(store)
-    text = report.caption("smoke", runs, "Curves")
+    caption = report.caption("smoke", runs, "Curves")
     folder = tmp_path / "results" / "smoke" / "figures"
-    report.publish_figure(report.plot_curves(report.learning_curves(runs)), "curves", "smoke", title="Curves",
-                          caption=text)
+    text = report.publish_figure(report.plot_curves(report.learning_curves(runs)), "curves", "smoke", title="Curves",
+                                 caption=caption).caption  # the caption and what the marks it uses mean
+    assert text.startswith(caption) and report.figures.MARK_CROSS in text
     first = {suffix: (folder / f"curves_smoke.{suffix}").read_bytes() for suffix in ("png", "svg", "md")}
     matplotlib.rcParams["svg.hashsalt"] = None  # a notebook may reset rcParams: the files must not depend on it
     try:
         figure = report.plot_curves(report.learning_curves(runs))
-        report.publish_figure(figure, "curves", "smoke", title="Curves", caption=text)
+        report.publish_figure(figure, "curves", "smoke", title="Curves", caption=caption)
         again = {suffix: (folder / f"curves_smoke.{suffix}").read_bytes() for suffix in ("png", "svg", "md")}
         assert again == first  # a fresh figure from the same records
         report.save_figure(figure, tmp_path / "twice.png", title="Curves", caption=text)
@@ -612,6 +620,182 @@ def test_published_figures_are_byte_identical_and_carry_their_caption(store, tmp
     texts = [element.text for element in svg.iter() if element.tag.endswith("description") or element.tag.endswith("title")]
     assert text in texts
     assert b"<dc:date>" not in first["svg"]
+
+
+# ----------------------------------------------------------------------------- what a reader must be able to trust
+def _data_lines(ax):
+    """The lines of a panel that draw a setting (not the marks on them)."""
+    return [line for line in ax.get_lines() if line.get_linestyle() not in ("None", "none", " ", "")]
+
+
+def _legend_colours(figure) -> dict[str, str]:
+    """Legend label -> colour (#rrggbb) of a figure's lines or bars."""
+    colours = {}
+    for legend in figure.legends:
+        for handle, text in zip(legend.legend_handles, legend.get_texts()):
+            colour = handle.get_color() if isinstance(handle, matplotlib.lines.Line2D) else handle.get_facecolor()
+            colours[text.get_text()] = matplotlib.colors.to_hex(colour)
+    return colours
+
+
+def _variant_store(store):
+    """Every kind of variant the notebooks compare, on one task: SuperPos linear and softmax from several p′
+    starts, m values, EPT's stages, simple prompt tuning's initializations and lengths."""
+    configs = [("superpos", {}), ("superpos", {"softmax": True}), ("superpos", {"m": 16}), ("superpos", {"m": 256}),
+               *(("superpos", {"weights_init": start}) for start in ("normal", "uniform")),
+               *(("superpos", {"softmax": True, "weights_init": start}) for start in ("one_hot", "normal", "uniform")),
+               ("ept", {}), ("ept", {"fusion": False, "projection": False}), ("ept", {"projection": False}),
+               ("simple", {}), ("simple", {"init": "uniform"}), ("simple", {"init": "labels"}),
+               ("simple", {"n_prompts": 1}), ("simple", {"n_prompts": 20}), ("residual", {})]
+    for method, config in configs:
+        make_record(store, method=method, method_config=config, history_scores=(10.0, 30.0))
+    return load_records(store)
+
+
+def test_each_variant_keeps_one_colour_across_figures(store):
+    """Softmax SuperPos is pink in its curves and in its bars; EPT's stages, p′ starts, m values, initializations
+    and prompt lengths each keep one colour whatever else a figure shows, and no two settings of a figure share one."""
+    runs = report.with_variants(_variant_store(store))
+    scores = report.task_scores(runs)
+    figures = {
+        "softmax curves": report.plot_curves(report.learning_curves(report.select(runs, method="superpos"))),
+        "table 3 bars": report.plot_factor(report.select(scores, variant=["superpos", "superpos (softmax)"]), "variant",
+                                           xlabel="weights", kind="bar"),
+        "ept bars": report.plot_factor(report.select(scores, variant=["superpos", "ept (decomposition)", "ept (+ fusion)",
+                                                                      "ept"]), "variant", xlabel="method", kind="bar"),
+        "ept curves": report.plot_curves(report.learning_curves(report.select(runs, method=["ept", "superpos"]))),
+        "methods": report.plot_curves(report.learning_curves(
+            report.select(runs, variant=["simple", "residual", "superpos", "ept"]))),
+        "simple variants": report.plot_losses(report.loss_curves(report.select(runs, method="simple"))),
+    }
+    seen: dict[str, dict[str, str]] = {}
+    for name, figure in figures.items():
+        colours = _legend_colours(figure)
+        settings = {label: colour for label, colour in colours.items() if label != report.figures.DAGGER_LABEL}
+        assert len(set(settings.values())) == len(settings), (name, settings)  # one colour per setting in a figure
+        for label, colour in settings.items():
+            seen.setdefault(label, {})[name] = colour
+    # the bar legends name the factor's values: variants by their label, as the curves do
+    for label, where in seen.items():
+        assert len(set(where.values())) == 1, (label, where)  # one colour per setting across figures
+    assert seen["SuperPos PT (softmax)"].keys() >= {"softmax curves", "table 3 bars"}
+    assert seen["EPT (decomposition)"].keys() >= {"ept bars", "ept curves"}
+    assert seen["EPT (+ fusion)"]["ept bars"] != seen["EPT (decomposition)"]["ept bars"]
+    # a setting's colour is its own, not its place among the settings of a figure
+    from superpos.report.settings import Variant, setting_style
+
+    for method, config in (("superpos", {"softmax": True}), ("superpos", {"m": 16}), ("simple", {"init": "labels"}),
+                           ("simple", {"n_prompts": 20}), ("ept", {"projection": False}),
+                           ("superpos", {"weights_init": "one_hot", "softmax": True})):
+        alone = setting_style(Variant.of(method, config))
+        crowded = report.figures._styles(
+            [(m, Variant.of(m, c).label, False) for m, c in ((method, config), ("superpos", {}), ("ept", {}),
+                                                            ("superpos", {"weights_init": "normal"}))], "variant",
+            {(m, Variant.of(m, c).label): Variant.of(m, c) for m, c in ((method, config), ("superpos", {}), ("ept", {}),
+                                                                         ("superpos", {"weights_init": "normal"}))})
+        assert crowded[(method, Variant.of(method, config).label, False)]["color"] == alone[0], (method, config)
+    assert setting_style(Variant.of("superpos", {"softmax": True}))[0] != setting_style(
+        Variant.of("superpos", {"weights_init": "one_hot", "softmax": True}))[0]
+
+
+def test_no_panel_holds_more_than_five_lines(store):
+    runs = _variant_store(store)
+    for method in ("simple", "superpos"):  # dropout on for two methods: with the rest, more than five settings
+        make_record(store, method=method, dropout=True, history_scores=(0.0, 0.0))
+    runs = load_records(store)
+    superpos = report.select(runs, method="superpos", dropout=False)  # 9 settings: linear and softmax, m, p′ starts
+    figure = report.plot_curves(report.learning_curves(superpos))
+    panels = [ax for ax in figure.axes if ax.get_visible()]
+    assert max(len(_data_lines(ax)) for ax in panels) <= 5 and sum(len(_data_lines(ax)) for ax in panels) == 9 * 3
+    # the softmax settings share their panels: no panel mixes linear and softmax weights when it need not
+    titles = [ax.get_title(loc="left") for ax in panels if ax.get_title(loc="left")]
+    assert len(titles) == 2 and any("(softmax)" in t for t in titles) and not all("(softmax)" in t for t in titles)
+    for frame in (runs, report.select(runs, method=["simple", "superpos"])):
+        for figure in (report.plot_curves(report.learning_curves(frame), hue="setting"),
+                       report.plot_losses(report.loss_curves(frame), hue="setting")):
+            assert max(len(_data_lines(ax)) for ax in figure.axes) <= 5
+    lengths = report.plot_factor(report.task_scores(report.select(runs, method="simple", dropout=False)), "n_prompts",
+                                 xlabel="n", log2=True, where={"init": "vocab"})
+    assert max(len(_data_lines(ax)) for ax in lengths.axes) <= 5
+
+
+def test_a_strict_mean_that_counts_a_dagger_seed_is_marked(store):
+    """Two seeds: one learns (30 at its last point), one emits invalid labels there (strict 0): the mean (15) is
+    drawn with an × on that point only; the lenient panel beside it shows both seeds' real scores."""
+    make_record(store, seed=0, history_scores=(10.0, 30.0))
+    record = make_record(store, seed=1, history_scores=(10.0, 30.0), lenient={"accuracy": 40.0})
+    history = [dict(point) for point in record["history"]]
+    history[1].update(score=0.0, dagger=True)
+    history[0].update(dagger=False, lenient_score=10.0, invalid_rate=0.0)
+    store.put({**record, "history": history})
+    curves = report.learning_curves(load_records(store))
+    figure = report.plot_curves(curves)
+    strict, lenient = figure.axes[0], figure.axes[1]
+    (crosses,) = strict.collections[-1:]
+    assert [list(point) for point in crosses.get_offsets()] == [[4.0, 15.0]]
+    assert report.figures.MARK_CROSS in figure.marks and report.figures.MARK_BANDS in figure.marks
+    assert report.figures.DAGGER_LABEL in {t.get_text() for t in figure.legends[0].get_texts()}
+    # without a † seed: no ×, and no caption words about it (one seed: no band either)
+    clean = report.plot_curves(curves[curves["seed"] == 0])
+    assert clean.marks == [] and not clean.axes[0].collections
+
+
+def test_overlapping_lines_stay_visible(store):
+    """Simple and SuperPos PT with dropout on both sit at 0 the whole run: the one drawn first is wider, so it shows
+    at the edges of the other."""
+    for method in ("simple", "superpos"):
+        make_record(store, method=method, dropout=True, history_scores=(0.0, 0.0))
+        make_record(store, method=method, history_scores=(10.0 if method == "simple" else 30.0, 50.0))
+    figure = report.plot_curves(report.learning_curves(load_records(store)), hue="setting")
+    dashed = [line for line in _data_lines(figure.axes[0]) if line.get_linestyle() == "--"]
+    solid = [line for line in _data_lines(figure.axes[0]) if line.get_linestyle() == "-"]
+    assert len(dashed) == 2 and dashed[0].get_linewidth() > dashed[1].get_linewidth()
+    assert dashed[0].get_color() != dashed[1].get_color()
+    assert len({line.get_linewidth() for line in solid}) == 1  # lines apart keep their width
+
+
+def test_a_figure_with_nothing_to_compare_writes_no_file(store, tmp_path, monkeypatch):
+    monkeypatch.setenv("SUPERPOS_RESULTS", str(tmp_path / "results"))
+    make_record(store, task="bbc-topic", method_config={"m": 3, "n_prompts": 2},
+                analysis={"weights": [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], "token_ids": [5, 6, 7]})
+    runs = load_records(store)
+    similarity = report.weight_similarity(runs)  # one task: nothing to compare
+    folder = tmp_path / "results" / "smoke" / "figures"
+    folder.mkdir(parents=True)
+    (folder / "fig2d_smoke.png").write_bytes(b"an earlier render")
+    shown = report.publish_figure(report.plot_similarity(similarity), "fig2d", "smoke", title="Figure 2(d)",
+                                  caption=report.caption("smoke", runs, "Cosine similarity"))
+    assert not any(folder.iterdir())  # nothing written, the earlier render removed
+    assert shown.files == [] and repr(shown).count("\n") == 0 and "Not drawn: " in repr(shown)
+    assert set(shown._repr_mimebundle_()) == {"text/plain"}
+    assert not (tmp_path / "results" / "smoke" / "tables").exists()  # and no provenance for a figure not drawn
+
+
+def test_captions_stay_short_and_say_only_the_marks_they_use(store, tmp_path, monkeypatch):
+    """At most 80 words, whatever the runs; the provenance once per profile, beside the tables; † and ± explained
+    only where a table uses them; mixed code versions, precisions or machines still warned of."""
+    monkeypatch.setenv("SUPERPOS_RESULTS", str(tmp_path / "results"))
+    runs = _variant_store(store)
+    longest = "Figure 2(b): validation score (%) against training steps, dropout off, every method of the paper's Table 1"
+    text = report.caption("smoke", runs, longest)
+    assert len(text.split()) <= report.output.CAPTION_WORDS - 25
+    mixed = runs.assign(code_version=[1, 2] * (len(runs) // 2) + [1] * (len(runs) % 2),
+                        precision=["bf16", "fp32"] * (len(runs) // 2) + ["bf16"] * (len(runs) % 2),
+                        machine=[f"a machine with a long description of its kernels, number {i % 3}" for i in range(len(runs))])
+    warned = report.caption("smoke", mixed, longest)
+    assert warned.count("Warning:") == 3 and "mix 2 code versions" in warned and "mix 3 machine kinds" in warned
+    table, _ = report.method_table(report.task_scores(runs))
+    marked = report.publish_table(table.assign(Extra="0.0 †"), "t", "smoke", title="T", caption=text)
+    assert "†: a strict score of 0" in marked.caption and "±" not in marked.caption
+    shown = report.publish_table(table, "t", "smoke", title="T", caption=warned)
+    assert len(shown.caption.split()) <= report.output.CAPTION_WORDS
+    assert "†" not in shown.caption and "±" not in shown.caption  # no cell carries a mark
+    provenance = (tmp_path / "results" / "smoke" / "tables" / "PROVENANCE_smoke.md").read_text()
+    assert "machine kinds" not in provenance and "a machine with a long description" in provenance
+    assert f"**Runs:** {len(runs)}" in provenance  # the runs of every caption published, each once
+    figure = report.plot_curves(report.learning_curves(report.select(runs, method="superpos")))
+    drawn = report.publish_figure(figure, "c", "smoke", title="C", caption=warned)
+    assert len(drawn.caption.split()) <= report.output.CAPTION_WORDS and "±" not in drawn.caption  # one seed: no bands
 
 
 # ----------------------------------------------------------------------------- results at a glance

@@ -14,7 +14,7 @@ import pandas as pd
 
 from ..tasks.metrics import METRIC_LABELS
 from .names import task_metrics, task_order
-from .settings import METHOD_ORDER, Variant, sort_variants
+from .settings import METHOD_ORDER, Variant, sort_variants, variant_named
 
 ENTRY = ("backbone", "method", "variant", "dropout")
 #: Method-config fields carried into ``task_scores`` rows (a variant fixes them), for ablation tables.
@@ -136,18 +136,29 @@ def _sorted(scores: pd.DataFrame) -> pd.DataFrame:
     return keyed.drop(columns=[c for c in ("_task", "_method", "_variant") if c in keyed.columns]).reset_index(drop=True)
 
 
+def _with_settings(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its ``setting`` and ``variant`` columns: from the method configs, else from the labels."""
+    if "setting" in frame.columns:
+        return frame
+    if "method_config" in frame.columns or "variant" not in frame.columns:
+        return with_variants(frame)
+    return frame.assign(setting=[variant_named(m, v) for m, v in zip(frame["method"], frame["variant"])])
+
+
 def learning_curves(frame: pd.DataFrame, *, lenient: bool = False) -> pd.DataFrame:
     """Every evaluation point of every finished run, long form: config columns, ``step``, ``epoch``,
     ``score`` (validation score in percent, strict or lenient), ``strict_score`` and ``lenient_score``
-    (both conventions, whatever ``lenient`` says), ``invalid_rate`` (fraction, 0..1), ``dagger``."""
-    frame = with_variants(frame) if "variant" not in frame.columns else frame
-    columns = ["backbone", "task", "method", "variant", "dropout", "seed", "hash", "step", "epoch", "score",
-               "strict_score", "lenient_score", "invalid_rate", "dagger"]
+    (both conventions, whatever ``lenient`` says), ``invalid_rate`` (fraction, 0..1), ``dagger``, and the
+    run's ``setting`` (:class:`Variant`: figures order and colour settings by it)."""
+    frame = _with_settings(frame)
+    columns = ["backbone", "task", "method", "variant", "setting", "dropout", "seed", "hash", "step", "epoch",
+               "score", "strict_score", "lenient_score", "invalid_rate", "dagger"]
     rows = []
     for _, run in frame[frame["status"] == "done"].iterrows() if not frame.empty else []:
         for point in run["history"] or []:
             rows.append({"backbone": run["backbone"], "task": run["task"], "method": run["method"],
-                         "variant": run["variant"], "dropout": bool(run["dropout"]), "seed": run["seed"],
+                         "variant": run["variant"], "setting": run["setting"], "dropout": bool(run["dropout"]),
+                         "seed": run["seed"],
                          "hash": run["hash"], "step": point.get("step"), "epoch": point.get("epoch"),
                          "score": point.get("lenient_score" if lenient else "score"),
                          "strict_score": point.get("score"), "lenient_score": point.get("lenient_score"),
@@ -156,12 +167,14 @@ def learning_curves(frame: pd.DataFrame, *, lenient: bool = False) -> pd.DataFra
 
 
 def loss_curves(frame: pd.DataFrame) -> pd.DataFrame:
-    """The training loss of every finished run, long form (``step``, ``loss``: mean token cross-entropy)."""
-    frame = with_variants(frame) if "variant" not in frame.columns else frame
+    """The training loss of every finished run, long form (``step``, ``loss``: mean token cross-entropy; the
+    run's ``setting`` beside its ``variant`` label)."""
+    frame = _with_settings(frame)
     rows = []
     for _, run in frame[frame["status"] == "done"].iterrows() if not frame.empty else []:
         for step, loss in run["loss_curve"] or []:
             rows.append({"backbone": run["backbone"], "task": run["task"], "method": run["method"],
-                         "variant": run["variant"], "dropout": bool(run["dropout"]), "seed": run["seed"],
-                         "step": step, "loss": loss})
-    return pd.DataFrame(rows, columns=["backbone", "task", "method", "variant", "dropout", "seed", "step", "loss"])
+                         "variant": run["variant"], "setting": run["setting"], "dropout": bool(run["dropout"]),
+                         "seed": run["seed"], "step": step, "loss": loss})
+    return pd.DataFrame(rows, columns=["backbone", "task", "method", "variant", "setting", "dropout", "seed", "step",
+                                       "loss"])

@@ -1,9 +1,12 @@
-"""A setting's name and place in tables: a method plus how its config departs from the method's defaults.
+"""A setting's name, place and colour in tables and figures: a method plus how its config departs from the
+method's defaults.
 
 :class:`Variant` is built from a record's ``method`` and ``method_config`` (typed values, never parsed back from
 a label): its :attr:`~Variant.label` names rows, columns and legends (``superpos m=16``, ``simple init=labels``,
 ``ept (+ fusion)``) and its :meth:`~Variant.sort_key` orders them meaningfully (Table 1's methods, EPT's stages
 in order, the default before its variants, numbers numerically, initializations in the order the papers list).
+:func:`setting_style` gives it one colour and marker, the same in every figure: the method's own colour for its
+default (softmax SuperPos a family of its own), fixed shades of it for its variants.
 """
 from __future__ import annotations
 
@@ -62,7 +65,9 @@ class Variant:
         if method == "ept" and ({"fusion", "projection"} & set(changes)):
             changes.setdefault("fusion", defaults.get("fusion", True))
             changes.setdefault("projection", defaults.get("projection", True))
-        return cls(method, tuple(sorted((k, _hashable(v)) for k, v in changes.items())))
+        variant = cls(method, tuple(sorted((k, _hashable(v)) for k, v in changes.items())))
+        _NAMED.setdefault((method, variant.label), variant)
+        return variant
 
     @property
     def label(self) -> str:
@@ -87,6 +92,18 @@ class Variant:
                 tuple((field, value_key(field, value)) for field, value in sorted(changes.items())))
 
 
+#: Every setting named in this process, by (method, label): a frame that kept only the labels gets its settings back.
+_NAMED: dict[tuple[str, str], Variant] = {}
+
+
+def variant_named(method: str, label: str) -> Variant:
+    """The setting whose :attr:`~Variant.label` is ``label`` (one built by :meth:`Variant.of` in this process, or
+    the method's default), else a stand-in that keeps the label apart from every other setting."""
+    if (method, label) in _NAMED:
+        return _NAMED[(method, label)]
+    return Variant(method) if label == method else Variant(method, (("label", str(label)),))
+
+
 def _hashable(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
@@ -104,3 +121,87 @@ def variant_sorter(frame: pd.DataFrame) -> Callable[[str], tuple]:
 def sort_variants(frame: pd.DataFrame, labels: Iterable[str]) -> list[str]:
     """``labels`` (variant labels found in ``frame``) in their settings' order, each once."""
     return sorted(dict.fromkeys(labels), key=variant_sorter(frame))
+
+
+# ----------------------------------------------------------------------------- one colour per setting
+#: Each method's own colour (its default setting), the same in every figure: the first six of matplotlib's tab10.
+METHOD_COLOURS = {"simple": "#1f77b4", "residual": "#ff7f0e", "attempt": "#2ca02c", "superpos": "#d62728",
+                  "ept": "#9467bd", "full": "#8c564b"}
+#: SuperPos with softmax weights is a family of its own (tab10's pink); a method not listed above is grey.
+SOFTMAX_COLOUR, OTHER_COLOUR = "#e377c2", "#7f7f7f"
+#: Slot k of a family: its hue mixed toward black (> 0) or white (< 0) by SHADES[k], drawn with MARKERS[k];
+#: slot 0 is the family's own colour (a method's default setting).
+SHADES = (0.0, 0.45, -0.42, 0.72, -0.6, 0.25, -0.25, 0.6)
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "h")
+#: The slot of each named departure from a method's defaults, whichever figure shows it.
+SLOTS = {("weights_init", "normal"): 1, ("weights_init", "uniform"): 2, ("weights_init", "one_hot"): 3,
+         ("weights_init", "mean"): 4, ("weights_init", "zeros"): 5,
+         ("init", "labels"): 1, ("init", "uniform"): 2, ("init", "vocab"): 3,
+         ("stage", "+ fusion"): 1, ("stage", "decomposition"): 2, ("stage", "+ projection only"): 3}
+#: Ordered numeric fields: a sequential shade of the family, lighter below the default value, darker above.
+NUMERIC_FIELDS = ("m", "n_prompts")
+#: Fields that do not change a setting's colour (how the vocabulary is sampled for an initialization).
+UNCOLOURED_FIELDS = ("vocab_top_k",)
+
+
+def shade(colour: str, amount: float) -> str:
+    """``colour`` mixed toward black (``amount`` > 0) or white (< 0), as ``#rrggbb``."""
+    from matplotlib.colors import to_hex, to_rgb
+
+    target = 0.0 if amount > 0 else 1.0
+    return to_hex(tuple(c + (target - c) * abs(amount) for c in to_rgb(colour)))
+
+
+def _family(variant: "Variant") -> tuple[str, dict]:
+    """(the family's colour, the changes left to place in it)."""
+    changes = dict(variant.changes)
+    if variant.method == "superpos" and changes.pop("softmax", False):
+        return SOFTMAX_COLOUR, changes
+    return METHOD_COLOURS.get(variant.method, OTHER_COLOUR), changes
+
+
+def setting_style(variant: "Variant", slot: int | None = None) -> tuple[str, str]:
+    """``(colour, marker)`` of a setting, the same in every figure: its family's colour (the method's, or
+    softmax SuperPos's) for the default, a fixed shade of it for a named departure (:data:`SLOTS`: EPT's stages,
+    p′ starts, initializations), a sequential shade for a numeric one (m, n: lighter below the default, darker
+    above). ``slot`` forces a slot of the family (a figure resolving two settings that would share a colour)."""
+    import zlib
+
+    family, changes = _family(variant)
+    if slot is not None:
+        return shade(family, SHADES[slot % len(SHADES)]), MARKERS[slot % len(MARKERS)]
+    if variant.method == "ept" and "fusion" in changes:
+        stage = EPT_STAGE_NAMES[(bool(changes.pop("fusion")), bool(changes.pop("projection", True)))]
+        if stage != EPT_STAGE_NAMES[(True, True)]:
+            changes = {"stage": stage}
+    defaults = dict(_defaults(variant.method))
+    for field, value in sorted(changes.items()):
+        if field in UNCOLOURED_FIELDS:
+            continue
+        if (field, value) in SLOTS:
+            return setting_style(variant, SLOTS[(field, value)])
+        default = defaults.get(field)
+        if field in NUMERIC_FIELDS and isinstance(value, (int, float)) and isinstance(default, (int, float)) \
+                and value > 0 and default > 0:
+            import math
+
+            ratio = math.log2(value / default)
+            return shade(family, 0.85 * math.tanh(ratio / 4)), MARKERS[1 + int(abs(ratio)) % (len(MARKERS) - 1)]
+        return setting_style(variant, 1 + zlib.crc32(f"{field}={value}".encode()) % (len(SHADES) - 1))
+    return family, MARKERS[0]
+
+
+def setting_styles(settings: Iterable["Variant"]) -> dict["Variant", tuple[str, str]]:
+    """``setting -> (colour, marker)`` for the settings of one figure: each its :func:`setting_style`, but a
+    setting whose colour another one of the figure already has (two departures a figure rarely shows together)
+    takes its family's next free slot, so no two settings of a figure share a colour."""
+    styles, used = {}, set()
+    for variant in dict.fromkeys(settings):
+        colour, marker = setting_style(variant)
+        slot = 0
+        while colour in used and slot < len(SHADES):
+            slot += 1
+            colour, marker = setting_style(variant, slot)
+        used.add(colour)
+        styles[variant] = (colour, marker)
+    return styles
