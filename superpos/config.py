@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import json
 import math
 import numbers
@@ -188,3 +189,9 @@ class ConfigBase:
 
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)
+
+
+def stable_hash(payload: Any, length: int = 16) -> str:
+    """Hex digest of the canonical JSON of ``payload`` (sorted keys, no whitespace): run hashes, data fingerprints."""
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]

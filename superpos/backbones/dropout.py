@@ -7,6 +7,10 @@ from typing import Callable
 import torch.nn.functional as F
 from torch import nn
 
+#: What a backbone pretrained without dropout says when dropout is asked for without a rate.
+NO_OWN_DROPOUT = ("{name} has no dropout of its own (it was pretrained without); pass a rate, e.g. "
+                  "dropout_rate=0.1 (--dropout-rate 0.1)")
+
 
 def _sublayer_dropout(rate: float, module: nn.Module, args, output):
     """Forward hook: dropout on a sublayer's output before the residual add (only in train mode)."""
@@ -88,8 +92,6 @@ class DropoutSwitch:
             raise ValueError(f"dropout_rate: must be in [0, 1), got {rate}")
         if rate is None:
             if self.checkpoint_dropout_rate == 0.0:
-                from .load import NO_OWN_DROPOUT
-
                 raise ValueError(f"dropout_rate: {NO_OWN_DROPOUT.format(name=self.name)}")
             self._write_dropout(lambda original: original)
             self.dropout_rate = self.checkpoint_dropout_rate

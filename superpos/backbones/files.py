@@ -110,6 +110,6 @@ def local_model_fingerprint(name: str) -> str | None:
     folder = folder.resolve()
     files = sorted(path for path in folder.iterdir() if path.is_file() and not path.name.startswith(".")
                    and any(fnmatch.fnmatch(path.name, pattern) for pattern in MODEL_FILE_PATTERNS))
-    from ..engine.store import stable_hash
+    from ..config import stable_hash
 
     return "local:" + stable_hash({path.name: file_digest(path) for path in files})

@@ -13,6 +13,7 @@ import torch
 from ..paths import OFFLINE_VARIABLES, cache_dir, hub_host, hub_is_offline, hub_status
 from . import tiny
 from .core import Backbone, BackboneError
+from .dropout import NO_OWN_DROPOUT  # noqa: F401 - callers read it here too
 from .files import build_atomically, model_folder_problem
 
 log = logging.getLogger(__name__)
@@ -34,8 +35,6 @@ BACKBONES: dict[str, str] = {
 #: Registered backbones pretrained without dropout: turning "their own" dropout on needs a rate. Read from the
 #: config before any weights load (``RunConfig.resolved``); ``Backbone.set_dropout`` checks every other model.
 PRETRAINED_WITHOUT_DROPOUT = ("smollm2-135m", "tiny-llama", "HuggingFaceTB/SmolLM2-135M")
-NO_OWN_DROPOUT = ("{name} has no dropout of its own (it was pretrained without); pass a rate, e.g. "
-                  "dropout_rate=0.1 (--dropout-rate 0.1)")
 
 _SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 T5_FP16 = "dtype=float16: T5 overflows in float16 (NaN loss); use bfloat16 on GPU, or float32"

@@ -11,13 +11,13 @@ import dataclasses
 import functools
 import errno
 import sys
-import traceback
 from collections.abc import Mapping
 from itertools import product
 from typing import Any, Callable
 
 from ..config import ConfigBase, coerce_field, coerce_value, option, require
 from .config import RunConfig
+from .record import failed_record
 from .store import ResultsStore
 
 
@@ -358,12 +358,3 @@ def failed_unless_done(config: RunConfig, error: BaseException, store: ResultsSt
         return {**store.get(run_hash), "cached": False}
     store.put(record := failed_record(config, error))
     return record
-
-
-def failed_record(config: RunConfig, error: BaseException) -> dict[str, Any]:
-    """A record for a run that raised: kept so the grid can report it, retried on the next grid run."""
-    last = traceback.extract_tb(error.__traceback__)[-1:] if error.__traceback__ else []
-    where = f" ({last[0].filename.rsplit('/', 1)[-1]}:{last[0].lineno})" if last else ""
-    return {"hash": config.run_hash(), "config": config.to_dict(), "status": "failed", "retryable": True,
-            "reason": f"{type(error).__name__}: {error}{where}", "history": [], "loss_curve": [], "best": None,
-            "analysis": {}, "prompt_path": None}

@@ -137,7 +137,7 @@ def run_group(configs: list[RunConfig | dict], store: ResultsStore, *, retry_fai
 
 def run_alone(config: RunConfig, store: ResultsStore, retry_failed: bool, progress: bool) -> dict:
     """``run`` for one run; a run that raises is recorded as failed (retryable), as ``run_configs`` records it."""
-    from .grid import failed_record
+    from .record import failed_record
     from .train import run
 
     try:
@@ -150,7 +150,7 @@ def run_alone(config: RunConfig, store: ResultsStore, retry_failed: bool, progre
 def train_members(configs: list[RunConfig], store: ResultsStore, progress: bool) -> dict[str, dict]:
     """Build a trainer per run (the first loads the backbone, the others share it) and train them packed; a run
     that cannot start is recorded as failed. One run left trains alone, exactly as ``run`` trains it."""
-    from .grid import failed_record
+    from .record import failed_record
     from .train import Trainer, load_source_prompts
 
     records: dict[str, dict] = {}

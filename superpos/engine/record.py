@@ -1,6 +1,10 @@
-"""The best-point rule, as one pure function over evaluation points (dicts with ``score``, ``dagger`` and
-``lenient_score``, as :meth:`superpos.tasks.Score.to_dict` writes them)."""
+"""The record of a run: the best-point rule (:func:`improves`, one pure function over evaluation points: dicts
+with ``score``, ``dagger`` and ``lenient_score``, as :meth:`superpos.tasks.Score.to_dict` writes them), the
+record a run returns (:class:`Record`), and the record of a run that raised (:func:`failed_record`)."""
 from __future__ import annotations
+
+import traceback
+from typing import Any
 
 
 def improves(best: dict | None, point: dict, *, lenient: bool = False) -> bool:
@@ -63,3 +67,13 @@ def _view(value):
     if isinstance(value, list):
         return [_view(item) for item in value]
     return value
+
+
+def failed_record(config, error: BaseException) -> dict[str, Any]:
+    """A record for a run (``config``: its ``RunConfig``) that raised: kept so the grid can report it, retried on the next grid run."""
+    last = traceback.extract_tb(error.__traceback__)[-1:] if error.__traceback__ else []
+    where = f" ({last[0].filename.rsplit('/', 1)[-1]}:{last[0].lineno})" if last else ""
+    return {"hash": config.run_hash(), "config": config.to_dict(), "status": "failed", "retryable": True,
+            "reason": f"{type(error).__name__}: {error}{where}", "history": [], "loss_curve": [], "best": None,
+            "analysis": {}, "prompt_path": None}
+

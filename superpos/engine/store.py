@@ -34,6 +34,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from ..config import stable_hash  # the store's names are hashes of configs
 from ..paths import store_dir
 
 RECORD_STATUSES = ("done", "failed")
@@ -48,12 +49,6 @@ LOCK_POLL_SECONDS = 0.5
 
 class StoreError(ValueError):
     """The results folder cannot be used (not writable, not a folder, unreadable)."""
-
-
-def stable_hash(payload: Any, length: int = 16) -> str:
-    """Hex digest of the canonical JSON of ``payload`` (sorted keys, no whitespace)."""
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
 _UMASK = os.umask(0)

@@ -117,7 +117,7 @@ class RowsTask(Task):
         """Hash of the rows and the spec: part of the run hash of every run of this task (computed once: the rows
         do not change after construction)."""
         if self._fingerprint is None:
-            from ..engine.store import stable_hash
+            from ..config import stable_hash
 
             self._fingerprint = stable_hash({"rows": self._rows, "inputs": [f for _, f in self.fields],
                                              "labels": self.label_words, "metrics": list(self.metric_names)})

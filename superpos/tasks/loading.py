@@ -73,7 +73,7 @@ def local_data_fingerprint(name: str) -> str | None:
     files = {split: task.local_file(split) for split in SPLIT_FILES}
     if not any(files.values()):
         return None
-    from ..engine.store import stable_hash
+    from ..config import stable_hash
     from ..paths import file_digest
 
     return stable_hash({split: None if path is None else [path.name, file_digest(path)]
