@@ -328,3 +328,27 @@ def test_release_files_under_superpos_data_have_a_fingerprint(tmp_path, monkeypa
     (folder / "val.jsonl").write_text(json.dumps({**row, "label": "not_entailment"}) + "\n")
     assert local_data_fingerprint("rte") not in (None, first)
     assert local_data_fingerprint("bbc-topic") is None and local_data_fingerprint("sst2") is None
+
+
+@pytest.mark.parametrize("device", ["cuda:abc", "cuda:-1", "cuda:", "gpu"])
+def test_a_malformed_device_is_one_line(device):
+    from superpos.engine import RunConfig
+
+    with pytest.raises(ValueError, match=r"^device: must be 'auto', 'cpu' or 'cuda\[:i\]'"):
+        RunConfig(device=device)
+
+
+def test_an_unreachable_ray_address_fails_in_seconds_not_minutes():
+    import socket
+    import time
+
+    from superpos.engine.ray_executor import check_reachable
+
+    with socket.socket() as probe:  # a port nobody listens on: bind, read it, close
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    started = time.perf_counter()
+    with pytest.raises(ValueError, match=rf"^ray: cannot connect to 127.0.0.1:{port} \(nothing answered"):
+        check_reachable(f"127.0.0.1:{port}", timeout=2)
+    assert time.perf_counter() - started < 5
+    check_reachable("auto")  # left to Ray

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,7 @@ class RunConfig(ConfigBase):
         for key in self.method_config:
             require(isinstance(key, str), "method_config", f"field names must be strings, got {key!r}")
         # each field's own choices and bounds are checked from its option(); here what spans fields or patterns
-        require(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"), "device",
+        require(self.device in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", self.device) is not None, "device",
                 f"must be 'auto', 'cpu' or 'cuda[:i]', got {self.device!r}")
         require(self.dropout_rate is None or self.dropout_rate < 1.0, "dropout_rate", "must be in [0, 1)")
         require(self.method != "attempt" or len(self.sources) >= 1, "sources",

@@ -83,6 +83,26 @@ def execute_group(configs: list[dict], store_root: str, retry_failed: bool) -> l
     return [{**record, "worker": worker} for record in records]
 
 
+CONNECT_SECONDS = 5.0  # how long a cluster's head may take to accept a connection before it counts as unreachable
+
+
+def check_reachable(address: str, timeout: float = CONNECT_SECONDS) -> None:
+    """One line, within ``timeout`` seconds, when nothing accepts connections at ``address`` (``host:port``,
+    ``ray://host:port``; ``auto`` and addresses without a port are left to Ray)."""
+    import socket
+
+    target = address.split("://", 1)[-1]
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            return
+    except OSError as error:
+        raise ValueError(f"ray: cannot connect to {address} (nothing answered within {timeout:.0f} s: "
+                         f"{error.strerror or type(error).__name__})") from None
+
+
 def _init_ray(ray, address: str | None) -> bool:
     """Connect to ``address`` or start a local Ray; returns True when this call started it (and must stop it)."""
     if ray.is_initialized():
@@ -90,6 +110,7 @@ def _init_ray(ray, address: str | None) -> bool:
     env_vars = {name: os.environ[name] for name in FORWARDED_VARIABLES if name in os.environ}
     kwargs: dict[str, Any] = {"runtime_env": {"env_vars": env_vars}, "log_to_driver": False}
     if address:
+        check_reachable(address)  # Ray itself retries an unreachable address for many minutes
         try:
             ray.init(address=address, **kwargs)
         except Exception as error:  # noqa: BLE001 - Ray's own errors are many lines; one says enough
