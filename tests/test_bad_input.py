@@ -404,7 +404,8 @@ def test_ctrl_c_in_a_grid_names_the_finished_runs(store):
     results = ResultsStore(store)
 
     def done(config):
-        return {"hash": config.run_hash(), "config": config.to_dict(), "status": "done", "best": {}}
+        return {"hash": config.run_hash(), "config": config.to_dict(), "status": "done",
+                "best": {"step": 1, "dev": {}, "test": {}}}
 
     results.put(done(configs[2]))  # finished in an earlier sitting
 
