@@ -167,3 +167,19 @@ def test_fp16_is_refused_where_it_would_train_without_a_gradient_scaler():
         resolve_precision("fp16", torch.device("cuda"))
     with pytest.raises(ValueError, match="fp16 runs on CUDA only"):
         resolve_precision("fp16", torch.device("cpu"))
+
+
+def test_verdicts_read_the_lenient_score_and_show_the_strict_one_with_its_daggers():
+    """On 500 test examples one stray invalid label zeroes a strict score: the test compares lenient scores
+    (invalid labels counted wrong), and the strict means stand beside them with the seeds their rule zeroed."""
+    rows = []
+    for seed in range(5):
+        rows.append({"backbone": "tiny-t5", "task": "t", "method": "superpos", "method_config": {}, "dropout": False,
+                     "seed": seed, "status": "done", "test_score": 0.0 if seed < 3 else 70.0,
+                     "test_lenient_score": 70.0 + seed, "loss_curve": [[1, 1.0]], "m": 128})
+        rows.append({"backbone": "tiny-t5", "task": "t", "method": "simple", "method_config": {}, "dropout": False,
+                     "seed": seed, "status": "done", "test_score": 60.0, "test_lenient_score": 60.0 + seed,
+                     "loss_curve": [[1, 1.0]], "m": None})
+    row = glance(pd.DataFrame(rows)).set_index("comparison").loc["SuperPos − simple"]
+    assert row["difference"] == pytest.approx(10.0) and row["verdict"] == "supported"
+    assert row["strict"] == "28.0 (†3/5) vs 60.0"
