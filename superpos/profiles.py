@@ -173,9 +173,10 @@ PROFILES: dict[str, Profile] = {
         tasks=CPU_TASKS,
         seeds=(0, 1, 2, 3, 4),
         budget=dict(CPU_BUDGET),
-        # bbc-restate (a choice between two texts, answered "1" or "2") is learned later than the pair tasks
-        # (docs/TASKS.md, "What changed"); 96 SmolLM2 tokens would cut a third of its inputs (choice 2 lost).
-        task_budget={"bbc-restate": {"max_steps": 250, "max_input_tokens": 144},
+        # bbc-restate (a choice between two texts, answered "1" or "2") is learned later than the pair tasks, and
+        # then nearly solved (docs/TASKS.md, "What changed"): 200 steps keep it below the gate's ceiling; 96 SmolLM2
+        # tokens would cut a third of its inputs (choice 2 lost).
+        task_budget={"bbc-restate": {"max_steps": 200, "max_input_tokens": 144},
                      "bbc-copa": {"max_input_tokens": 144}, "bbc-multirc": {"max_input_tokens": 128}},
         gate_tasks=CPU_GATE_TASKS,
         gate_seeds=(0, 1, 2),  # three seeds suffice to place a task at its majority class; the tasks run five
