@@ -198,7 +198,8 @@ def main(argv=None) -> int:
 
     from superpos.backbones.precision import resolve_precision
     from superpos.engine import ResultsStore
-    from superpos.engine.train import device_name, resolve_device
+    from superpos.backbones import resolve_device
+    from superpos.engine.provenance import device_name
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shapes", default=",".join(SHAPES), help=f"Comma-separated subset of {', '.join(SHAPES)}.")

@@ -106,12 +106,14 @@ class EngineArm:
                           "validation_loss": round(validation_loss(trainer), 4)}
         result["device"] = str(self.device)
         result["backbone"] = repr(backbone)
+        from superpos.engine.provenance import fast_path_note
+
         result["precision"] = {"backbone_dtype": dtype_name(backbone.dtype),
                                "trainable_dtypes": sorted({dtype_name(p.dtype) for p in trainer.method.parameters()
                                                            if p.requires_grad}),
                                "autocast": type(trainer.autocast).__name__ != "nullcontext",
                                # the fast loss's decoder layers: eager, or compiled (bf16 on a CPU; backbones/fast.py)
-                               "decoder_layers": trainer.layers_note().get("decoder_layers", "eager")}
+                               "decoder_layers": fast_path_note(backbone).get("decoder_layers", "eager")}
         return result
 
 

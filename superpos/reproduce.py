@@ -166,7 +166,7 @@ def _run_hash(path: Path) -> str:
 def copy_runs(source, target, hashes: set[str], *, readouts: bool = False) -> None:
     """Copy the records and prompts (and with ``readouts`` the readouts) of runs ``hashes`` from the store
     ``source`` into the store ``target``, each file written atomically."""
-    from .engine.store import atomic_write_bytes
+    from .engine.files import atomic_write_bytes
 
     for folder, pattern in (("records", "*.json"), ("prompts", "*.safetensors"), ("readouts", "*.json")):
         if folder == "readouts" and not readouts:

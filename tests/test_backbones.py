@@ -344,6 +344,32 @@ def test_dtype_and_device_errors():
     assert torch.isfinite(backbone.loss(batch, FixedPrompt(backbone)))
 
 
+@pytest.mark.parametrize("device", ["cuda:abc", "cuda:-1", "cuda:", "tpu", "gpu", "CPU", " cpu", None, 0])
+def test_a_malformed_device_is_a_one_line_value_error(device):
+    from superpos.backbones import resolve_device
+
+    with pytest.raises(ValueError, match=r"^device: must be 'auto', 'cpu' or 'cuda\[:i\]', got ") as error:
+        resolve_device(device)
+    assert isinstance(error.value, BackboneError) and "\n" not in str(error.value)
+    with pytest.raises(BackboneError, match=r"^device: must be"):
+        load_backbone("tiny-t5", device=device)
+
+
+def test_devices_that_resolve():
+    from superpos.backbones import resolve_device
+
+    assert resolve_device("cpu") == resolve_device(torch.device("cpu")) == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if torch.cuda.is_available():
+        assert resolve_device("cuda:0") == torch.device("cuda:0")
+        with pytest.raises(BackboneError, match=r"^device: cuda:\d+ asked for, but torch sees \d+ GPU"):
+            resolve_device(f"cuda:{torch.cuda.device_count()}")
+    else:
+        for device in ("cuda", "cuda:0", torch.device("cuda")):
+            with pytest.raises(BackboneError, match=r"^device: cuda(:0)? asked for, but CUDA is not available"):
+                resolve_device(device)
+
+
 # -- cache folders
 def test_cache_folders_are_built_once_and_whole(tmp_path):
     import threading

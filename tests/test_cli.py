@@ -29,7 +29,7 @@ def test_help_shows_defaults_choices_and_every_method_field(capsys):
         if name not in ("sources",):
             assert f"--{name.replace('_', '-')}" in text, name
     # every field of every method config is reachable
-    declared = {field.name for config_class, _, _ in METHODS.values() for field in dataclasses.fields(config_class)}
+    declared = {field.name for spec in METHODS.values() for field in dataclasses.fields(spec.config_class)}
     assert declared - {"sources"} <= set(method_fields())
     # a field two methods declare with other choices takes either method's (the method's config checks its own)
     assert "Choices: relu, tanh, sigmoid, silu." in text

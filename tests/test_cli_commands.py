@@ -31,7 +31,7 @@ def store(tmp_path):
 @pytest.fixture()
 def exported(monkeypatch):
     """The calls of ``export_run``; it returns the folder as given."""
-    import superpos.methods.peft_export as peft_export
+    import superpos.export as export_module
 
     calls = []
 
@@ -39,7 +39,7 @@ def exported(monkeypatch):
         calls.append((record_or_hash, folder, store))
         return folder
 
-    monkeypatch.setattr(peft_export, "export_run", export_run, raising=False)
+    monkeypatch.setattr(export_module, "export_run", export_run)
     return calls
 
 

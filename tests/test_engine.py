@@ -180,7 +180,8 @@ def test_killed_run_resumes_to_the_uninterrupted_result(sst2_dir, tmp_path):
     deadline = time.time() + 120
     progress = None
     while time.time() < deadline and process.poll() is None:
-        found = list((store / "checkpoints").glob("*/step-*/progress.json"))
+        found = [path for path in (store / "checkpoints").glob("*/step-*/progress.json")
+                 if ".tmp-" not in path.parent.name]  # a published checkpoint, not one being written
         if found and json.loads(found[0].read_text())["step"] >= 4:
             progress = found[0]
             break

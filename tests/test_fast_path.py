@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from superpos.backbones import fast, load_backbone
+from superpos.backbones.loss import prompted_inputs, with_prompt
 from superpos.methods import build_method
 
 INPUTS = ["the government said the economy grew faster than expected in the third quarter",
@@ -261,8 +262,8 @@ def hugging_face_cache(backbone, batch, method):
     from superpos.backbones.batch import _pack, _positions
     from superpos.backbones.generation import _CACHE
 
-    prompt, embeds, prompt_mask, _ = backbone._prompted_inputs(batch, method)
-    embeds, mask = backbone._with_prompt(prompt, embeds, batch.attention_mask, prompt_mask)
+    prompt, embeds, prompt_mask, _ = prompted_inputs(backbone, batch, method)
+    embeds, mask = with_prompt(prompt, embeds, batch.attention_mask, prompt_mask)
     mask, embeds = _pack(mask, embeds, left=True)
     out = backbone.model.base_model(inputs_embeds=embeds, attention_mask=mask, position_ids=_positions(mask),
                                     use_cache=True)
@@ -298,7 +299,7 @@ def test_the_fast_first_generation_step_is_hugging_faces(llama, kind, monkeypatc
     batch = llama.encode(inputs, None, max_input_tokens=16, max_target_tokens=4)
     assert (batch.attention_mask == 0).any()
     expected_logits, mask, expected_cache = hugging_face_cache(llama, batch, method)
-    prompt, embeds, prompt_mask, blocks = llama._prompted_inputs(batch, method)
+    prompt, embeds, prompt_mask, blocks = prompted_inputs(llama, batch, method)
     logits, cache = fast.causal_prefill(llama, prompt, embeds, batch.attention_mask, prompt_mask, blocks)
     assert torch.allclose(logits, expected_logits, rtol=1e-4, atol=1e-4)
     assert len(cache) == len(expected_cache)

@@ -12,6 +12,7 @@ agrees with its run alone in statistics, as with dropout on (tested below).
 """
 from __future__ import annotations
 
+import errno
 import signal
 import threading
 
@@ -19,9 +20,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import superpos.engine.packed as packed_module
+import superpos.engine.files as files_module
 import superpos.engine.train as train_module
 import superpos.methods as methods_module
 from superpos.engine import GridSpec, ResultsStore, RunConfig, run, run_configs, run_grid
+from superpos.engine.grid import StorageError
 from superpos.engine.packed import PackedGroup, plan_units, run_group
 
 from copies import with_source
@@ -301,8 +305,8 @@ def test_an_interrupted_group_resumes_to_the_uninterrupted_records(how, tmp_path
     real_save, real_step = train_module.Trainer.save_checkpoint, PackedGroup.train_step
     pressed = []
 
-    def save_and_interrupt(self):
-        real_save(self)
+    def save_and_interrupt(self, **options):
+        real_save(self, **options)
         if how == "ctrl-c" and not pressed:
             pressed.append(1)
             signal.raise_signal(signal.SIGINT)  # as a user's Ctrl-C: the group stops at the end of this step
@@ -322,4 +326,89 @@ def test_an_interrupted_group_resumes_to_the_uninterrupted_records(how, tmp_path
     for ours, theirs in zip(resumed, reference):
         assert ours["resumed"] is True
         for key in ("status", "steps", "history", "loss_curve", "best", "best_lenient", "analysis"):
+            assert ours[key] == theirs[key], key
+
+
+def kill_at(monkeypatch, at: int, torn: bool) -> dict:
+    """Kill the group at the ``at``-th event (a file write, a rename that publishes, an evaluation): before it, or
+    (``torn``) halfway through a file write."""
+    events = {"count": 0, "fired": False}
+
+    def wrap(function, kind):
+        def wrapped(*args, **kwargs):
+            events["count"] += 1
+            if events["count"] == at and not events["fired"]:
+                events["fired"] = True
+                if torn and kind == "write":
+                    path, data = args
+                    path.write_bytes(data[:len(data) // 2])
+                raise Killed
+            return function(*args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(files_module, "write_synced", wrap(files_module.write_synced, "write"))
+    monkeypatch.setattr(files_module, "publish", wrap(files_module.publish, "publish"))
+    monkeypatch.setattr(packed_module, "evaluate_many", wrap(packed_module.evaluate_many, "evaluate"))
+    return events
+
+
+def test_a_group_killed_at_any_write_resumes_bit_for_bit(tmp_path):
+    """Runs of one group that end and evaluate at different steps, killed before a write, a rename or an
+    evaluation (or halfway through a write), resume to the uninterrupted records: the same losses, points and
+    trained tensors, bit for bit, and nothing left behind."""
+    configs = [config("simple", method_config={"n_prompts": 2}, max_steps=6, eval_every=2),
+               config("superpos", method_config={"m": 16}, seed=1, max_steps=4, eval_every=2),
+               config("ept", seed=2, max_steps=6, eval_every=3)]
+    reference_store = ResultsStore(tmp_path / "reference")
+    reference = run_group(configs, reference_store, progress=False)
+    with pytest.MonkeyPatch.context() as patch:
+        counting = kill_at(patch, at=0, torn=False)
+        run_group(configs, ResultsStore(tmp_path / "count"), progress=False)
+    total = counting["count"]
+    # every third event (each kind, inside and between the group's saves, between its records), three torn writes
+    cases = [(at, False) for at in range(1, total + 1, 3)] + [(at, True) for at in (2, total // 2, total - 1)]
+    for at, torn in cases:
+        store = ResultsStore(tmp_path / f"killed-{at}-{torn}")
+        with pytest.MonkeyPatch.context() as patch:
+            events = kill_at(patch, at, torn)
+            with pytest.raises(Killed):
+                run_group(configs, store, progress=False)
+            assert events["fired"]
+        resumed = run_group(configs, store, progress=False)
+        for ours, theirs in zip(resumed, reference):
+            for key in ("status", "steps", "history", "loss_curve", "best", "best_lenient", "analysis"):
+                assert ours[key] == theirs[key], (at, torn, key)
+            for key in ("prompt_path", "state_path"):
+                if theirs[key] is not None:
+                    mine, want = load_file(str(store.root / ours[key])), load_file(
+                        str(reference_store.root / theirs[key]))
+                    assert all(torch.equal(mine[name], want[name]) for name in want), (at, torn, key)
+        store.clean_stale()
+        assert not list(store.root.rglob("*.tmp*")) and not list(store.checkpoints_dir.glob("*/*")), (at, torn)
+    assert total == 53  # docs/RUNNING.md counts them
+
+
+def test_a_full_disk_inside_a_group_stops_in_one_line_and_the_same_command_resumes(tmp_path, monkeypatch):
+    """ENOSPC at a checkpoint write of a packed group: the grid stops with the storage error (the CLI's exit 2),
+    no run is recorded as failed, and the next call trains the group on to the uninterrupted records."""
+    configs = [config("simple", seed=0), config("superpos", method_config={"m": 16}, seed=1)]
+    reference = run_group(configs, ResultsStore(tmp_path / "reference"), progress=False)
+    store = ResultsStore(tmp_path / "store")
+    real, writes = files_module.write_synced, []
+
+    def full_disk(path, data):
+        writes.append(path)
+        if len(writes) == 7:  # the second run's checkpoint of the last step; the first run's is written
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real(path, data)
+
+    monkeypatch.setattr(files_module, "write_synced", full_disk)
+    with pytest.raises(StorageError, match="No space left on device"):
+        run_configs(configs, store, pack=2, progress=False)
+    monkeypatch.undo()
+    assert not list(store.records_dir.glob("*.json"))  # nothing recorded as failed
+    resumed = run_configs(configs, store, pack=2, progress=False).records
+    for ours, theirs in zip(resumed, reference):
+        assert ours["status"] == "done" and ours["resumed"] is True
+        for key in ("steps", "history", "loss_curve", "best", "best_lenient", "analysis"):
             assert ours[key] == theirs[key], key

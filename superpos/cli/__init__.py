@@ -222,7 +222,8 @@ def main(argv: list[str] | None = None, *, parser_factory: Callable[[], argparse
         if debug:
             traceback.print_exc()
         if isinstance(error, OSError):
-            from ..engine.grid import is_storage_error, storage_message
+            from ..engine.files import is_storage_error
+            from ..engine.grid import storage_message
 
             if is_storage_error(error):  # a full disk or a results folder turned read-only part-way
                 root = getattr(args, "results", None) or f"results/{getattr(args, 'profile', None) or ''}"

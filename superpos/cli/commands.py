@@ -191,7 +191,7 @@ def find_record(run: str, args) -> tuple[dict, object]:
 
 
 def command_export(args) -> int:
-    from ..methods.peft_export import export_run
+    from ..export import export_run
     from ..paths import shown_path
 
     record, store = find_record(args.run, args)

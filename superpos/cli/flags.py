@@ -103,9 +103,9 @@ def method_fields() -> dict[str, tuple[dataclasses.Field, Any, dict[str, Any], t
     from ..methods import METHODS
 
     fields: dict[str, tuple[dataclasses.Field, Any, dict[str, Any], tuple | None]] = {}
-    for method, (config_class, _, _) in METHODS.items():
-        hints = field_types(config_class)
-        for field in dataclasses.fields(config_class):
+    for method, spec in METHODS.items():
+        hints = field_types(spec.config_class)
+        for field in dataclasses.fields(spec.config_class):
             if field.name == "sources":
                 continue
             first, hint, defaults, choices = fields.get(field.name, (field, hints[field.name], {}, None))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1]
 #: (module, its file, the registry's name in it)
-BACKBONES_SOURCE = ("superpos.backbones.load", PACKAGE / "backbones" / "load.py", "BACKBONES")
+BACKBONES_SOURCE = ("superpos.backbones.names", PACKAGE / "backbones" / "names.py", "BACKBONES")
 METHODS_SOURCE = ("superpos.methods", PACKAGE / "methods" / "__init__.py", "METHODS")
 
 
@@ -32,14 +32,22 @@ def _literal_dict(path: Path, name: str) -> dict[str, ast.expr]:
 
 
 def static_backbones() -> dict[str, str]:
-    """``{name: description}`` of the registered backbones, from the source of ``superpos/backbones/load.py``."""
+    """``{name: description}`` of the registered backbones, from the source of ``superpos/backbones/names.py``."""
     return {name: ast.literal_eval(value) for name, value in _literal_dict(*BACKBONES_SOURCE[1:]).items()}
 
 
 def static_methods() -> dict[str, str]:
     """``{name: description}`` of the built-in methods, from the source of ``superpos/methods/__init__.py``
-    (each entry is ``(config class, method class, description)``)."""
-    return {name: ast.literal_eval(value.elts[-1]) for name, value in _literal_dict(*METHODS_SOURCE[1:]).items()}
+    (each entry is ``MethodSpec(config class, method class, description, label=..., ...)``)."""
+    return {name: ast.literal_eval(_description(value)) for name, value in _literal_dict(*METHODS_SOURCE[1:]).items()}
+
+
+def _description(spec: ast.expr) -> ast.expr:
+    """The description argument of a ``MethodSpec(...)`` call: its third positional one, or ``description=``."""
+    if not isinstance(spec, ast.Call):
+        raise ValueError(f"not a MethodSpec(...) call: {ast.dump(spec)[:80]}")
+    keywords = {keyword.arg: keyword.value for keyword in spec.keywords}
+    return spec.args[2] if len(spec.args) > 2 else keywords["description"]
 
 
 def backbones() -> dict[str, str]:
@@ -61,7 +69,7 @@ def methods() -> dict[str, str]:
             pass
     from ..methods import METHODS
 
-    return {name: entry[2] for name, entry in METHODS.items()}
+    return {name: spec.description for name, spec in METHODS.items()}
 
 
 def tasks() -> dict[str, str]:

@@ -1,9 +1,10 @@
 """The experiment engine: run configs, train and evaluate, store records, run grids, load results."""
 from .config import RunConfig
-from .frame import load_records, open_store
-from .grid import GridResult, GridSpec, expand, run_configs, run_grid
+from .frame import Record
+from .grid import GridSpec, expand, run_configs, run_grid
+from .record import GridResult
+from .results import load_records, open_store
 from .store import ResultsStore, StoreError
-from .record import Record
 from .train import RunError
 from .train import run as _run
 

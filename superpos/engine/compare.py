@@ -29,7 +29,7 @@ from typing import Iterable
 import pandas as pd
 from scipy import stats
 
-from .store import stable_hash
+from ..config import stable_hash
 
 #: Largest difference still called a reproduction. Scores are in points (0-100): 3 points is 2-4 examples of
 #: a 64-100-example evaluation, well under the spread between seeds of one setting (the README's "Results at a

@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from ..backbones.precision import PRECISIONS
-from ..config import ConfigBase, option, require
+from ..config import ConfigBase, option, require, stable_hash
 from ..suggest import did_you_mean
 from ..tasks.base import PROTOCOLS  # the one definition: superpos.tasks.base.Protocol
-from .store import stable_hash
 
 # Fields that change where or how fast a run goes, not what it computes: left out of the hash.
 NOT_HASHED = ("device",)
@@ -119,9 +118,13 @@ class RunConfig(ConfigBase):
         return stable_hash({**payload, "code_version": CODE_VERSION})
 
     def label(self) -> str:
-        """A short human-readable name for progress bars."""
+        """A short human-readable name for progress bars: the prompt length, the fields that name the method's
+        variants (its registration's ``variant_fields``) and ``vocab_top_k`` when set."""
+        from ..methods import METHODS
+
+        named = ("n_prompts", *(METHODS[self.method].variant_fields if self.method in METHODS else ()))
         extra = "".join(f" {k}={v}" for k, v in sorted(self.method_config.items())
-                        if k in ("m", "n_prompts", "softmax", "init") or (k == "vocab_top_k" and v is not None))
+                        if k in named or (k == "vocab_top_k" and v is not None))
         return f"{self.task}/{self.method}{extra} dropout={'on' if self.dropout else 'off'} seed={self.seed}"
 
 

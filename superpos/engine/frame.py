@@ -1,24 +1,62 @@
-"""Records -> pandas DataFrame: the only way notebooks and reports get numbers."""
+"""Records for readers: a run's :class:`Record` (attribute access), one flat row per record (:func:`record_row`)
+and the pandas DataFrame of many (:func:`records_frame`), the only way notebooks and reports get numbers. A store's
+records, by profile or folder: :func:`superpos.engine.results.load_records`."""
 from __future__ import annotations
 
-from pathlib import Path
+import copy
 
 import pandas as pd
 
-from .store import ResultsStore
-
-# Method-config fields worth a column of their own (the rest stay in ``method_config``).
-METHOD_COLUMNS = ("n_prompts", "m", "softmax", "init", "weights_init", "fusion", "projection")
+from .record import improves
 
 
-def open_store(where: str | Path | ResultsStore) -> ResultsStore:
-    """A store from a store, a folder, or a profile name (that profile's working store)."""
-    if isinstance(where, ResultsStore):
-        return where
-    path = Path(where)
-    if path.is_dir() or path.is_absolute() or len(path.parts) > 1:
-        return ResultsStore(path)
-    return ResultsStore(profile=str(where))
+def method_columns() -> tuple[str, ...]:
+    """Method-config fields worth a column of their own (the rest stay in ``method_config``): the prompt length and
+    every registered method's variant fields (:func:`superpos.methods.variant_fields`)."""
+    from ..methods import variant_fields
+
+    return tuple(dict.fromkeys(("n_prompts", *variant_fields())))
+
+
+class Record(dict):
+    """A run's record as :func:`superpos.engine.run` returns it: the stored JSON as a dict (unchanged on disk, and
+    ``record["best"]["test"]["score"]`` works as before), plus read-only attribute access to every field at any
+    depth (``record.best.test.score``, ``record.config.method``), :meth:`to_dict` and :meth:`to_frame`."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str):
+        try:
+            return _view(self[name])
+        except KeyError:
+            raise AttributeError(f"record has no field {name!r}; fields: {', '.join(self)}") from None
+
+    def __setattr__(self, name, value):
+        raise AttributeError("a record is read-only through attributes; copy it with to_dict() to change it")
+
+    def to_dict(self) -> dict:
+        """A deep copy as plain dicts and lists (what ``json.dumps`` writes)."""
+        return copy.deepcopy(dict(self))
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row, as :func:`superpos.engine.load_records` gives every run."""
+        return records_frame([self.to_dict()])
+
+
+class _View(dict):
+    """A nested field of a :class:`Record`: a dict with the same read-only attribute access."""
+
+    __slots__ = ()
+    __getattr__ = Record.__getattr__
+    __setattr__ = Record.__setattr__
+
+
+def _view(value):
+    if isinstance(value, dict) and not isinstance(value, _View):
+        return _View(value)
+    if isinstance(value, list):
+        return [_view(item) for item in value]
+    return value
 
 
 def best_lenient_point(record: dict) -> dict:
@@ -34,7 +72,10 @@ def best_lenient_point(record: dict) -> dict:
     history = [p for p in record.get("history") or [] if p.get("lenient_score") is not None]
     if (record.get("config") or {}).get("protocol", "paper") != "paper" or not history:
         return best
-    point = max(history, key=lambda p: p["lenient_score"])  # max keeps the first of equal scores
+    point = None
+    for candidate in history:  # the trainer's rule: the first of equal lenient scores
+        if improves(point, candidate, lenient=True):
+            point = candidate
     return {"step": point["step"], "epoch": point.get("epoch"), "dev": point, "test": point}
 
 
@@ -46,7 +87,7 @@ def record_row(record: dict) -> dict:
     row = {"hash": record["hash"], "status": record["status"], "reason": record.get("reason")}
     row.update({key: value for key, value in config.items() if key != "method_config"})
     row["method_config"] = config.get("method_config", {})
-    for key in METHOD_COLUMNS:
+    for key in method_columns():
         row[key] = config.get("method_config", {}).get(key)
     best = record.get("best") or {}
     best_lenient = best_lenient_point(record) if record.get("status") == "done" else best
@@ -83,29 +124,6 @@ def record_row(record: dict) -> dict:
     row["test_predictions"] = record.get("test_predictions")
     row["test_fingerprint"] = ((record.get("data") or {}).get("fingerprint") or {}).get("test")
     return row
-
-
-def load_records(where: str | Path | ResultsStore, grid=None, *, only_done: bool = False) -> pd.DataFrame:
-    """The records in ``where`` (a profile name, a folder or a store) as one row each.
-
-    With ``grid`` (a ``GridSpec`` or dict, or a list of run configs such as
-    ``superpos.profiles.profile_configs(profile)``), only those runs; a run without a record is simply absent
-    (run it first).
-    """
-    store = open_store(where)
-    records = list(store.records())
-    if grid is not None:
-        from .grid import GridSpec, expand
-
-        if isinstance(grid, (list, tuple)):
-            wanted = {config.run_hash() for config in grid}
-        else:
-            spec = grid if isinstance(grid, GridSpec) else GridSpec.from_dict(grid)
-            wanted = {config.run_hash() for config in expand(spec)}
-        records = [record for record in records if record["hash"] in wanted]
-    if only_done:
-        records = [record for record in records if record["status"] == "done"]
-    return records_frame(records)
 
 
 def records_frame(records: list[dict]) -> pd.DataFrame:

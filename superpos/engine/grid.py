@@ -17,7 +17,8 @@ from typing import Any, Callable
 
 from ..config import ConfigBase, coerce_field, coerce_value, option, require
 from .config import RunConfig
-from .record import failed_record
+from .record import GridResult, failed_record
+from .files import is_storage_error
 from .store import ResultsStore
 
 
@@ -214,26 +215,6 @@ def expand(spec: GridSpec) -> list[RunConfig]:
     return list(runs.values())
 
 
-@dataclasses.dataclass
-class GridResult:
-    records: list[dict]
-    done: int = 0
-    cached: int = 0
-    failed: int = 0
-
-    def count(self, record: dict) -> None:
-        """Tally one run's record: served from the store (cached), trained now (done), or failed."""
-        if record.get("cached") and record["status"] == "done":
-            self.cached += 1
-        elif record["status"] == "done":
-            self.done += 1
-        else:
-            self.failed += 1
-
-    def summary(self) -> str:
-        return f"grid: {len(self.records)} runs: {self.done} done, {self.cached} cached, {self.failed} failed"
-
-
 def run_grid(spec: GridSpec | dict, store: ResultsStore, *, retry_failed: bool = False, executor: str = "local",
              ray_address: str | None = None, progress: bool = True,
              run_fn: Callable[..., dict] | None = None, report_to: str = "none",
@@ -276,7 +257,7 @@ def run_configs(configs: list[RunConfig], store: ResultsStore, *, retry_failed: 
     units = [[i] for i in range(len(configs))] if run_fn is not None else plan_units(configs, pack)
     run_fn = run_fn or functools.partial(run_one, report_to=report_to)
     records: list[dict | None] = [None] * len(configs)
-    from .train import tqdm_disabled
+    from .console import tqdm_disabled
 
     progress = progress and not tqdm_disabled()
     bar = tqdm(total=len(configs), desc="runs", file=sys.stderr, disable=not progress, dynamic_ncols=True)
@@ -318,14 +299,6 @@ class Interrupted(KeyboardInterrupt):
 
 class StorageError(ValueError):
     """The disk is full, or the results folder read-only or not ours, part-way through; one line (``args[0]``)."""
-
-
-#: errno values that mean "this folder cannot take more writes", not "this run is broken".
-STORAGE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, getattr(errno, "EDQUOT", errno.ENOSPC)}
-
-
-def is_storage_error(error: BaseException) -> bool:
-    return isinstance(error, OSError) and error.errno in STORAGE_ERRNOS
 
 
 def storage_message(error: OSError, root) -> str:

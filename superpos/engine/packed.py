@@ -18,7 +18,15 @@ run with dropout is another sample of the same run, not its copy. Its record say
 
 A group takes each run's lock without waiting: a run another process holds is left out of the group and run
 alone afterwards (waiting for it, as ``run`` does). A non-finite loss fails that run only; the others go on.
-Ctrl-C checkpoints every run of the group; each resumes from its own checkpoint.
+Every run of the group checkpoints when any of them evaluates, ends or is interrupted, and a killed group resumes
+all its runs at the newest step they all saved: the same runs share each step again, so on CPU the resumed group
+ends bit for bit where the uninterrupted one would have. A full disk stops the group as it stops a run alone.
+
+Why two loops, :meth:`PackedGroup.fit` here and :meth:`Trainer.fit` alone: both drive the same pieces of the
+Trainer (``batch_at``, ``end_step``, ``dev_point``/``settle_point``, checkpoints, ``finish``), but their steps
+differ. The packed step reduces R runs' token losses in one forward (``token_losses`` and :func:`run_means`),
+another summation than the alone loss (``Backbone.loss``); a run alone stepped through this loop would round
+otherwise than every run alone before it, so records of one configuration would stop reproducing each other.
 """
 from __future__ import annotations
 
@@ -32,6 +40,7 @@ import torch
 from ..config import require
 from .config import RunConfig, as_run_config
 from .evaluate import EvalJob, evaluate_many
+from .files import is_storage_error
 from .store import ResultsStore
 
 #: Group size when ``pack`` is automatic, on CUDA. On CPU packing stays off: there the per-example cost of a
@@ -46,14 +55,14 @@ def check_pack(pack: int | None) -> None:
 
 def pack_key(config: RunConfig) -> tuple | None:
     """What runs packed together must share (they load one backbone); None for a run that must run alone."""
+    from ..backbones import BackboneError, resolve_device
     from ..backbones.precision import resolve_precision
-    from .train import RunError, resolve_device
 
     if config.method == "full":  # it trains the backbone's own weights: no other run may share them
         return None
     try:
         device = resolve_device(config.device)
-    except RunError:  # the run fails alone, with its own message
+    except BackboneError:  # the run fails alone, with its own message
         return None
     precision, _ = resolve_precision(config.dtype, device)
     return (config.backbone, str(device), precision, config.dropout, config.dropout_rate if config.dropout else None)
@@ -149,7 +158,8 @@ def run_alone(config: RunConfig, store: ResultsStore, retry_failed: bool, progre
 
 def train_members(configs: list[RunConfig], store: ResultsStore, progress: bool) -> dict[str, dict]:
     """Build a trainer per run (the first loads the backbone, the others share it) and train them packed; a run
-    that cannot start is recorded as failed. One run left trains alone, exactly as ``run`` trains it."""
+    that cannot start is recorded as failed. One run left to train still trains as a group (of one): after a kill,
+    a group whose other runs had finished goes on exactly as it would have."""
     from .record import failed_record
     from .train import Trainer, load_source_prompts
 
@@ -161,17 +171,19 @@ def train_members(configs: list[RunConfig], store: ResultsStore, progress: bool)
             trainers.append(Trainer(config, config.run_hash(), store, load_source_prompts(config, store),
                                     progress=progress, backbone=shared))
         except Exception as error:  # this run cannot start; the group goes on without it
+            if is_storage_error(error):  # a full disk stops the grid in one line; the same command resumes
+                raise
             records[config.run_hash()] = failed_record(config, error)
             store.put(records[config.run_hash()])
     finished: dict[str, dict] = {}
     try:
-        if len(trainers) == 1:
-            finished[trainers[0].run_hash] = {**trainers[0].fit(), "cached": False}
-        elif trainers:
+        if trainers:
             group = PackedGroup(trainers, progress=progress)
             finished = group.records  # filled as runs finish, so an error below keeps the finished ones
             group.fit()
     except Exception as error:  # not a run's own failure (a NaN is): each unfinished run fails, retryably
+        if is_storage_error(error):  # a full disk: the unfinished runs keep their checkpoints and resume
+            raise
         for trainer in trainers:
             if trainer.run_hash not in finished:
                 finished[trainer.run_hash] = failed_record(trainer.config, error)
@@ -204,11 +216,16 @@ class PackedGroup:
         self.resumed: dict[str, bool] = {}
 
     def resume(self) -> None:
-        """Each run from its own newest checkpoint. The group's random stream (dropout) continues from the
-        checkpoint of the run furthest on; a group that starts fresh seeds it with its first run's seed."""
+        """Every run from its checkpoint of the newest step that all of them saved (:meth:`save`), so the group
+        goes on as it would have without the kill: the same runs side by side at each step, the same random
+        stream (dropout), from that checkpoint. A group that starts fresh seeds it with its first run's seed.
+        Where a run's checkpoint of that step is unusable (set aside), its runs go on from different steps: the
+        same training, up to rounding."""
+        newest = [(trainer.prepare_resume() or [0])[0] for trainer in self.trainers]
+        common = min(newest)
         lead = None
         for trainer in self.trainers:
-            self.resumed[trainer.run_hash] = trainer.resume()
+            self.resumed[trainer.run_hash] = trainer.resume(at_most=common)
             if self.resumed[trainer.run_hash] and (lead is None or trainer.step > lead[0]):
                 lead = (trainer.step, rng_state(trainer.device))
         if lead is None:
@@ -216,11 +233,19 @@ class PackedGroup:
         else:
             set_rng_state(lead[1])
 
+    def save(self, trainers: list) -> None:
+        """Checkpoint every run of ``trainers`` at its step, then drop their other checkpoints: a kill part-way
+        leaves each run its checkpoint of the previous common step."""
+        for trainer in trainers:
+            trainer.save_checkpoint(keep_older=True)
+        for trainer in trainers:
+            trainer.store.keep_only_checkpoint(trainer.run_hash, trainer.step)
+
     def fit(self) -> dict[str, dict]:
         """Train every run to its end; their records by run hash (also in ``self.records`` as they finish)."""
         from tqdm import tqdm  # the plain bar: tqdm.auto wants ipywidgets in a notebook and warns without it
 
-        from .train import deferred_interrupt, tqdm_disabled
+        from .console import deferred_interrupt, tqdm_disabled
 
         self.resume()
         active = list(self.trainers)
@@ -239,13 +264,11 @@ class PackedGroup:
                     due = [trainer for trainer in active if trainer.is_eval_step(trainer.step)]
                     if due:
                         self.evaluate(due)
-                        for trainer in due:
-                            if trainer.step < trainer.total_steps:
-                                trainer.save_checkpoint()
+                    # every run saves when any evaluates, ends or is interrupted, so all share their newest step
+                    if due or interrupt["interrupted"] or any(t.step >= t.total_steps for t in active):
+                        self.save(active)
                     active = self.retire(active)
                     if interrupt["interrupted"]:
-                        for trainer in active:
-                            trainer.save_checkpoint()
                         raise KeyboardInterrupt
         finally:
             bar.close()

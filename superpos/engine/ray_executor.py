@@ -26,8 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from .config import RunConfig, as_run_config
-from .grid import GridResult
-from .record import failed_record
+from .record import GridResult, failed_record
 from .store import ResultsStore
 
 #: Environment variables a worker needs to see the same data, cache and offline settings as the driver.

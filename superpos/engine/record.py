@@ -1,10 +1,16 @@
-"""The record of a run: the best-point rule (:func:`improves`, one pure function over evaluation points: dicts
-with ``score``, ``dagger`` and ``lenient_score``, as :meth:`superpos.tasks.Score.to_dict` writes them), the
-record a run returns (:class:`Record`), and the record of a run that raised (:func:`failed_record`)."""
+"""What a record holds: the best-point rule (:func:`improves`, one pure function over evaluation points: dicts
+with ``score``, ``dagger`` and ``lenient_score``, as :meth:`superpos.tasks.Score.to_dict` writes them), the record
+of a finished run (:func:`finished_record`), of a run that raised (:func:`failed_record`) and of a run another
+process holds (:func:`busy_record`), and the tally of a grid's records (:class:`GridResult`).
+
+Reading records back (attribute access, rows, DataFrames) is :mod:`superpos.engine.frame`'s."""
 from __future__ import annotations
 
+import dataclasses
 import traceback
 from typing import Any
+
+from .provenance import examples_fingerprint, fast_path_note, peak_memory_mb, provenance
 
 
 def improves(best: dict | None, point: dict, *, lenient: bool = False) -> bool:
@@ -24,49 +30,45 @@ def improves(best: dict | None, point: dict, *, lenient: bool = False) -> bool:
     return point["score"] > best["score"]
 
 
-class Record(dict):
-    """A run's record as :func:`superpos.engine.run` returns it: the stored JSON as a dict (unchanged on disk, and
-    ``record["best"]["test"]["score"]`` works as before), plus read-only attribute access to every field at any
-    depth (``record.best.test.score``, ``record.config.method``), :meth:`to_dict` and :meth:`to_frame`."""
-
-    __slots__ = ()
-
-    def __getattr__(self, name: str):
-        try:
-            return _view(self[name])
-        except KeyError:
-            raise AttributeError(f"record has no field {name!r}; fields: {', '.join(self)}") from None
-
-    def __setattr__(self, name, value):
-        raise AttributeError("a record is read-only through attributes; copy it with to_dict() to change it")
-
-    def to_dict(self) -> dict:
-        """A deep copy as plain dicts and lists (what ``json.dumps`` writes)."""
-        import copy
-
-        return copy.deepcopy(dict(self))
-
-    def to_frame(self):
-        """One row, as :func:`superpos.engine.load_records` gives every run (a pandas DataFrame)."""
-        from .frame import records_frame
-
-        return records_frame([self.to_dict()])
-
-
-class _View(dict):
-    """A nested field of a :class:`Record`: a dict with the same read-only attribute access."""
-
-    __slots__ = ()
-    __getattr__ = Record.__getattr__
-    __setattr__ = Record.__setattr__
-
-
-def _view(value):
-    if isinstance(value, dict) and not isinstance(value, _View):
-        return _View(value)
-    if isinstance(value, list):
-        return [_view(item) for item in value]
-    return value
+def finished_record(trainer, status: str, reason: str | None, resumed: bool, *, prompt_path: str | None,
+                    state_path: str | None, analysis: dict) -> dict[str, Any]:
+    """The record of the run ``trainer`` (a :class:`~superpos.engine.train.Trainer`) ended with ``status``: its
+    history and best points, the files written for it (paths relative to the store), data, cost and provenance."""
+    config = trainer.config
+    steps_done = max(trainer.step, 1)
+    train_seconds = max(trainer.train_seconds, 1e-9)
+    return {
+        "hash": trainer.run_hash,
+        "config": config.to_dict(),
+        "status": status,
+        "reason": reason,
+        "retryable": False,
+        "resumed": resumed,
+        "history": trainer.history,
+        "loss_curve": trainer.loss_curve,
+        "best": trainer.best,
+        "best_lenient": trainer.best_lenient,
+        # the texts generated for data.test_examples at the best strict point, in their order (fingerprint.test)
+        "test_predictions": trainer.best_predictions,
+        "analysis": analysis,
+        "prompt_path": prompt_path,
+        "state_path": state_path,
+        "data": {"train_examples": len(trainer.train_examples), "dev_examples": len(trainer.dev_examples),
+                 "test_examples": len(trainer.test_examples), "max_new_tokens": trainer.max_new_tokens,
+                 "truncated": trainer.truncation,
+                 "fingerprint": examples_fingerprint(trainer.dev_examples, trainer.test_examples)},
+        "trainable_params": trainer.method.trainable_parameter_count(),
+        "steps": trainer.step,
+        "timing": {"train_seconds": round(trainer.train_seconds, 3), "eval_seconds": round(trainer.eval_seconds, 3),
+                   "steps_per_s": round(steps_done / train_seconds, 4),
+                   "examples_per_s": round(steps_done * config.batch_size / train_seconds, 3),
+                   "tokens_per_s": round(trainer.train_tokens / train_seconds, 1)},
+        "peak_memory_mb": round(peak_memory_mb(trainer.device), 1),
+        "precision": {"dtype": trainer.precision, "reason": trainer.precision_reason,
+                      "backbone_dtype": str(trainer.backbone.dtype).replace("torch.", ""),
+                      **fast_path_note(trainer.backbone)},
+        "provenance": provenance(trainer.device, config.seed, trainer.started, trainer.packed_runs),
+    }
 
 
 def failed_record(config, error: BaseException) -> dict[str, Any]:
@@ -77,3 +79,33 @@ def failed_record(config, error: BaseException) -> dict[str, Any]:
             "reason": f"{type(error).__name__}: {error}{where}", "history": [], "loss_curve": [], "best": None,
             "analysis": {}, "prompt_path": None}
 
+
+def busy_record(config, run_hash: str, holder: str) -> dict[str, Any]:
+    """What ``run(busy="skip")`` returns for a run another process (``holder``, in words) is training; never
+    stored."""
+    return {"hash": run_hash, "config": config.to_dict(), "status": "busy", "cached": False, "retryable": True,
+            "reason": f"being trained by another process ({holder}); skipped", "history": [], "loss_curve": [],
+            "best": None, "analysis": {}, "prompt_path": None, "state_path": None}
+
+
+@dataclasses.dataclass
+class GridResult:
+    """The records of a grid's runs, in its order, and how many were trained now, served from the store, or
+    failed."""
+
+    records: list[dict]
+    done: int = 0
+    cached: int = 0
+    failed: int = 0
+
+    def count(self, record: dict) -> None:
+        """Tally one run's record: served from the store (cached), trained now (done), or failed."""
+        if record.get("cached") and record["status"] == "done":
+            self.cached += 1
+        elif record["status"] == "done":
+            self.done += 1
+        else:
+            self.failed += 1
+
+    def summary(self) -> str:
+        return f"grid: {len(self.records)} runs: {self.done} done, {self.cached} cached, {self.failed} failed"

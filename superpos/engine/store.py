@@ -21,40 +21,25 @@ is one line (:class:`StoreError`), never a traceback; a file where a checkpoint 
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import shutil
-import socket
-import sys
-import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from ..config import stable_hash  # the store's names are hashes of configs
 from ..paths import store_dir
+from .files import StoreError, atomic_write_folder, atomic_write_json, is_stale_temp, note, set_aside
+from .lock import RunLock
 
 RECORD_STATUSES = ("done", "failed")
 CHECKPOINT_PREFIX = "step-"
 #: What a run hash looks like (:func:`stable_hash`'s 16 hex digits): the only names the store builds paths from.
 RUN_HASH = re.compile(r"[0-9a-f]{16}")
-#: A temporary file whose writer cannot be identified is left alone until it is this old (seconds).
-STALE_TMP_SECONDS = 24 * 3600
 #: How often a process waiting for another one's run looks at the lock again (seconds).
 LOCK_POLL_SECONDS = 0.5
-
-
-class StoreError(ValueError):
-    """The results folder cannot be used (not writable, not a folder, unreadable)."""
-
-
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-_HOST = "".join(c if c.isalnum() or c in "-_" else "_" for c in socket.gethostname())[:40] or "host"
-_PROCESS_STARTED = time.time()
 
 
 def is_run_hash(name: object) -> bool:
@@ -70,108 +55,6 @@ def check_run_hash(name: object, what: str = "run hash") -> str:
         raise StoreError(f"{what}: {shown} is not a run hash (16 hex digits, as `python -m superpos run` prints "
                          "them and records are named)")
     return name
-
-
-def note(message: str) -> None:
-    """One line on stderr, the way the store and the engine report what they fixed or skipped."""
-    print(f"superpos: {message}", file=sys.stderr)
-
-
-# ---------------------------------------------------------------- write primitives
-def write_synced(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` (a name nobody reads yet) and fsync it."""
-    with open(path, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def sync_dir(folder: Path) -> None:
-    """fsync a folder, so a rename inside it survives a power cut (not possible everywhere: skipped there)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def publish(tmp: Path, path: Path) -> None:
-    """Rename the finished ``tmp`` (a file, or a folder when ``path`` does not exist) to ``path``: the one
-    step at which a write becomes visible."""
-    os.replace(tmp, path)
-    sync_dir(path.parent)
-
-
-def temp_prefix(name: str) -> str:
-    """Temporary names carry the writer's pid and host, so a later process can tell a dead writer's leftovers."""
-    return f".{name}.{os.getpid()}@{_HOST}."
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a same-folder temp file, fsync and rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.name), suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; records are meant to be shared
-        write_synced(Path(tmp), data)
-        publish(Path(tmp), path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, payload: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(payload, indent=1, sort_keys=True, default=str) + "\n").encode())
-
-
-def set_aside(path: Path, suffix: str) -> Path:
-    """Move ``path`` to ``<name><suffix>``, or ``<name><suffix>.1``, ... : never over an earlier one."""
-    for index in range(10_000):
-        aside = path.with_name(path.name + suffix + (f".{index}" if index else ""))
-        if aside.exists():
-            continue
-        try:
-            os.link(path, aside)  # fails if the name was taken meanwhile, unlike a rename
-        except FileExistsError:
-            continue
-        except OSError:  # no hard links here (a folder, or a file system without them)
-            os.rename(path, aside)
-            return aside
-        os.unlink(path)
-        return aside
-    raise StoreError(f"cannot set {path} aside: too many earlier copies")
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's live process
-        return True
-    except OSError:
-        return True
-    return True
-
-
-def is_stale_temp(path: Path) -> bool:
-    """A leftover temporary file: its writer (named in it) is gone from this host, or it is a day old."""
-    try:
-        age = time.time() - path.stat().st_mtime
-    except OSError:
-        return False
-    writer = path.name[:-len(".tmp")].rsplit(".", 2)
-    if len(writer) == 3 and "@" in writer[1]:
-        pid, _, host = writer[1].partition("@")
-        if host == _HOST and pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
-            return True
-    return age > STALE_TMP_SECONDS
 
 
 # ---------------------------------------------------------------- record schema
@@ -200,91 +83,6 @@ def record_problem(record: Any, run_hash: str) -> str | None:
         if record.get(key) is not None and not isinstance(record[key], str):
             return f"'{key}' is not a path"
     return None
-
-
-# ---------------------------------------------------------------- one writer per run
-def _try_lock(fd: int) -> bool:
-    """A non-blocking exclusive lock on ``fd``; the kernel drops it when the process dies, however it dies."""
-    try:
-        import fcntl
-    except ImportError:  # Windows
-        import msvcrt
-
-        try:
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-        except OSError:
-            return False
-        return True
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
-
-
-class RunLock:
-    """The hold of one process on one run, through ``locks/<hash>.lock``.
-
-    The file is locked with ``flock`` while held and names its holder (pid, host, start). A holder that
-    dies, even by SIGKILL, loses the lock with its process, so a lock is never stale: the next process takes
-    the file over. On release the holder removes the file (still locked, so no one can take it meanwhile).
-    """
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.fd: int | None = None
-        self.waited = False
-
-    def try_acquire(self) -> bool:
-        """Take the lock if it is free; True when this process now holds it. A lock path that is a folder, or a
-        ``locks`` that is a file, is a :class:`StoreError` in one line (nothing could hold the run through it)."""
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except (FileExistsError, NotADirectoryError):
-            raise StoreError(f"{self.path.parent} is not a folder, so no run can be locked; remove or rename it "
-                             "(it holds only lock files, made again as needed)") from None
-        while True:
-            try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
-            except (IsADirectoryError, NotADirectoryError):
-                raise StoreError(f"lock {self.path} is a folder, not a lock file; remove it (nothing holds a run "
-                                 "through a folder)") from None
-            if not _try_lock(fd):
-                os.close(fd)
-                return False
-            try:
-                current = os.stat(self.path).st_ino
-            except FileNotFoundError:
-                current = None
-            if current == os.fstat(fd).st_ino:
-                break
-            os.close(fd)  # the previous holder removed the file between our open and lock: lock the new one
-        holder = {"pid": os.getpid(), "host": socket.gethostname(),
-                  "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        os.ftruncate(fd, 0)
-        os.write(fd, json.dumps(holder).encode())
-        self.fd = fd
-        return True
-
-    def holder(self) -> str:
-        """Who holds the lock, in words (as far as its file tells)."""
-        try:
-            info = json.loads(self.path.read_text())
-            return f"pid {info['pid']} on {info['host']} since {info['started']}"
-        except (OSError, ValueError, KeyError, TypeError):
-            return "unknown holder"
-
-    def release(self) -> None:
-        if self.fd is None:
-            return
-        if sys.platform != "win32":  # Windows cannot remove an open file; the next holder reuses it
-            self.path.unlink(missing_ok=True)
-        os.close(self.fd)
-        self.fd = None
-
-    @property
-    def held(self) -> bool:
-        return self.fd is not None
 
 
 # ---------------------------------------------------------------- the store
@@ -456,8 +254,10 @@ class ResultsStore:
         for path in self.stray_checkpoints(run_hash):
             self.reject_checkpoint(path, "a file, not a checkpoint folder")
 
-    def write_checkpoint(self, run_hash: str, step: int, files: dict[str, bytes]) -> Path:
-        """Write ``files`` as the checkpoint of ``step``, all or nothing, then drop the older checkpoints.
+    def write_checkpoint(self, run_hash: str, step: int, files: dict[str, bytes], *,
+                         keep_older: bool = False) -> Path:
+        """Write ``files`` as the checkpoint of ``step``, all or nothing, then drop the run's other checkpoints
+        (unless ``keep_older``: a packed group drops them once every run of the group has written this step).
 
         The files go to ``step-<N>.tmp-<pid>/``, are fsynced, and the folder is renamed to ``step-<N>/``.
         Only the holder of the run's lock may call this.
@@ -465,21 +265,16 @@ class ResultsStore:
         folder = self.checkpoint_dir(run_hash)
         folder.mkdir(parents=True, exist_ok=True)
         final = folder / f"{CHECKPOINT_PREFIX}{step}"
-        tmp = folder / f"{final.name}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        for name, data in files.items():
-            write_synced(tmp / name, data)
-        sync_dir(tmp)
-        if final.is_dir() and not final.is_symlink():  # the same step again (Ctrl-C right after an evaluation point)
-            shutil.rmtree(final)
-        elif final.exists() or final.is_symlink():  # not a checkpoint (prepare_checkpoints sets such ones aside)
-            final.unlink()
-        publish(tmp, final)
-        for _, older in self.checkpoints(run_hash):
-            if older != final:
-                shutil.rmtree(older, ignore_errors=True)
+        atomic_write_folder(final, files)  # over the same step again (Ctrl-C right after an evaluation point)
+        if not keep_older:
+            self.keep_only_checkpoint(run_hash, step)
         return final
+
+    def keep_only_checkpoint(self, run_hash: str, step: int) -> None:
+        """Remove the checkpoints of ``run_hash`` but the one of ``step``."""
+        for other_step, other in self.checkpoints(run_hash):
+            if other_step != step:
+                shutil.rmtree(other, ignore_errors=True)
 
     def reject_checkpoint(self, path: Path, problem: str) -> None:
         """Set a checkpoint that does not match its run aside (one line says why); it is never read again."""

@@ -5,49 +5,35 @@ evaluation on the validation split every epoch (or every k steps) by greedy gene
 best-epoch selection. Everything needed to resume sits in a checkpoint written at every eval
 point and on Ctrl-C; a resumed run on CPU ends with exactly the uninterrupted run's result.
 
-A checkpoint is one folder published by one rename (see the store), and is checked against the run
-(configuration, format, steps of its two files, the shape of every progress field, a checksum of both files'
-contents, tensor shapes) before it is used: one that does not fit is set aside in one line and the run resumes
-from an older one or starts over. A stored record is served only when its configuration hashes to its name; a
-served record's leftovers (checkpoints, lock file) are removed when no other process holds the run. One process
-trains a run at a time (the store's lock per run). A run keeps the method's trainable state at its best evaluation
-point; the record's prompt, state and analysis are that point's, like its scores.
+A checkpoint is checked against the run before it is used (:mod:`.checkpoint`). A stored record is served only
+when its configuration hashes to its name; a served record's leftovers (checkpoints, lock file) are removed when no
+other process holds the run. One process trains a run at a time (the store's lock per run). A run keeps the
+method's trainable state at its best evaluation point; the record's prompt, state and analysis are that point's,
+like its scores (:mod:`.record` builds it).
 """
 from __future__ import annotations
 
-import hashlib
-import io
-import json
 import math
-import platform
-import resource
-import signal
-import subprocess
 import sys
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from datetime import datetime, timezone
-from typing import Any
 
 import torch
 
-from ..backbones import fast
+from ..backbones import resolve_device
 from ..backbones.precision import resolve_precision
-from ..paths import REPO_ROOT
-from .config import CODE_VERSION, RunConfig, as_run_config
+from .checkpoint import Checkpoints
+from .config import RunConfig, as_run_config
+from .console import deferred_interrupt, tqdm_disabled
 from .evaluate import evaluate, max_new_tokens_for
-from .record import improves
+from .files import StoreError, atomic_write_bytes, note
+from .provenance import truncation_rates
+from .record import busy_record, finished_record, improves
 from .reporting import check_report_to, make_reporter
-from .store import ResultsStore, StoreError, atomic_write_bytes, is_run_hash, note, stable_hash
+from .store import ResultsStore, is_run_hash
 
 LOSS_POINTS = 400  # the loss curve keeps about this many points, whatever the run length
-#: Layout of a checkpoint's files; a checkpoint of another format is set aside, never guessed at.
-CHECKPOINT_FORMAT = 3
-#: The trainer's mutable state kept in ``progress.json``, with the JSON types each field must have.
-PROGRESS_FIELDS = {"step": int, "history": list, "loss_curve": list, "best": (dict, type(None)),
-                   "best_lenient": (dict, type(None)), "best_predictions": (list, type(None)),
-                   "train_seconds": (int, float), "eval_seconds": (int, float), "train_tokens": int,
-                   "pending_loss": list}
 BUSY_CHOICES = ("wait", "skip")
 _CLEANED_STORES: set[str] = set()
 
@@ -80,8 +66,6 @@ def run(config: RunConfig | dict, store: ResultsStore, *, retry_failed: bool = F
     if serves(record, retry_failed):
         store.clean_finished(run_hash)  # a kill between its record and its cleanup left its checkpoints, its lock
         return {**record, "cached": True}
-    from ..backbones.precision import resolve_precision
-
     resolve_precision(config.dtype, resolve_device(config.device))  # a device or dtype it cannot run: before the store
     store.ensure_writable()
     clean_store_once(store)
@@ -117,13 +101,6 @@ def names_its_run(record: dict) -> bool:
         return RunConfig.from_dict(record["config"]).run_hash() == record["hash"]
     except Exception:  # noqa: BLE001 - a config this code cannot even resolve is certainly not this run's
         return False
-
-
-def busy_record(config: RunConfig, run_hash: str, holder: str) -> dict:
-    """What ``run(busy="skip")`` returns for a run another process is training (never stored)."""
-    return {"hash": run_hash, "config": config.to_dict(), "status": "busy", "cached": False, "retryable": True,
-            "reason": f"being trained by another process ({holder}); skipped", "history": [], "loss_curve": [],
-            "best": None, "analysis": {}, "prompt_path": None, "state_path": None}
 
 
 def clean_store_once(store: ResultsStore) -> None:
@@ -177,97 +154,8 @@ def source_prompt(store: ResultsStore, source: str, point: str) -> torch.Tensor:
     return tensors["prompt"] if point == "best" else tensors["last"]
 
 
-# ---------------------------------------------------------------- helpers
-def tqdm_disabled() -> bool:
-    """``TQDM_DISABLE=1`` silences the engine's bars even where ``progress=True`` is passed (tqdm's own
-    environment default loses to an explicit ``disable=``); notebooks' kernels set it."""
-    from ..paths import env_flag
-
-    return env_flag("TQDM_DISABLE")
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when torch sees a GPU, else the CPU; a CUDA device without a GPU is a one-line error."""
-    from ..backbones.load import resolve_device as resolve
-
-    try:
-        return resolve(name)
-    except ValueError as error:
-        raise RunError(f"device: {error}") from None
-
-
-def git_state() -> dict:
-    def git(*args: str) -> str:
-        try:
-            return subprocess.run(["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True, timeout=5).stdout.strip()
-        except (OSError, subprocess.TimeoutExpired):
-            return ""
-
-    commit = git("rev-parse", "HEAD")
-    dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", "superpos"))
-    return {"commit": commit or None, "dirty": dirty}
-
-
-def versions() -> dict:
-    import transformers
-
-    import superpos
-
-    return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
-            "superpos": superpos.__version__}
-
-
-def peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB; process-wide peak
-
-
-@contextmanager
-def deferred_interrupt():
-    """Turn Ctrl-C into a flag checked at step boundaries, so a checkpoint is never half-updated.
-
-    A second Ctrl-C interrupts at once.
-    """
-    state = {"interrupted": False}
-    if sys.platform == "win32" or not _is_main_thread():
-        yield state
-        return
-
-    def handler(signum, frame):
-        if state["interrupted"]:
-            raise KeyboardInterrupt
-        state["interrupted"] = True
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield state
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def _is_main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
-
-
-TRUNCATION_SAMPLE = 5000  # inputs tokenized per split to measure truncation (all of them in smaller splits)
-
-
-def truncation_rates(backbone, train_examples: list, eval_examples: list, max_input_tokens: int) -> dict:
-    """The fraction of training and evaluation inputs longer than ``max_input_tokens`` (cut before the prompt is
-    prepended), measured on up to ``TRUNCATION_SAMPLE`` evenly spaced examples of each split."""
-    def rate(examples: list) -> float:
-        sample = examples[::max(1, -(-len(examples) // TRUNCATION_SAMPLE))]
-        return round(backbone.truncated_count([e.input_text for e in sample], max_input_tokens) / len(sample), 4)
-
-    return {"max_input_tokens": max_input_tokens, "train": rate(train_examples), "eval": rate(eval_examples),
-            "sampled": min(len(train_examples), TRUNCATION_SAMPLE)}
-
-
 # ---------------------------------------------------------------- the trainer
-class Trainer:
+class Trainer(Checkpoints):
     """One run's state, schedule, checkpoints and record. ``fit`` trains it alone; a packed group
     (``superpos.engine.packed``) drives several through the same pieces, on one shared ``backbone``."""
 
@@ -320,23 +208,6 @@ class Trainer:
         self.train_tokens = 0
         self.pending_loss: list[float] = []
         self.best_state: dict[str, torch.Tensor] | None = None  # the method's state at ``best``, on CPU
-
-    def layers_note(self) -> dict:
-        """What the record says of the fast path (backbones/fast.py) beyond the dtype: ``decoder_layers`` where the
-        fast loss compiled its layers, or tried; ``generation_prefill: "fast path"`` where it computes greedy
-        generation's first step (evaluation runs in eval mode, where dropout does not act). Empty where neither
-        applies (fp32, CUDA, T5)."""
-        backbone = self.backbone
-        if backbone.kind != "causal":
-            return {}
-        note = {}
-        if backbone.fast_loss and fast.supported(backbone.model, training=True):
-            state = fast.layers_state(backbone.dtype, backbone.device)
-            if state != "eager":
-                note["decoder_layers"] = state
-        if backbone.fast_first_step():
-            note["generation_prefill"] = "fast path"
-        return note
 
     def build(self) -> None:
         """Backbone, method and optimizer as a fresh run starts them (seeded, so always the same)."""
@@ -480,114 +351,6 @@ class Trainer:
         if self.method.keeps_best_state:
             self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in self.method.trainable_state().items()}
 
-    # -- checkpoints
-    def eval_buffers(self) -> dict[str, torch.Tensor]:
-        """The method's non-persistent buffers (statistics of evaluation passes, e.g. ATTEMPT's mean
-        attention): not part of its state, but of a checkpoint, so a resumed run's analysis is the same."""
-        persistent = set(self.method.state_dict())
-        return {name: value.detach().cpu().clone() for name, value in self.method.named_buffers()
-                if name not in persistent}
-
-    def save_checkpoint(self) -> None:
-        """Write the trainer's whole mutable state as the checkpoint of this step (one atomic unit)."""
-        tensors = {"format": CHECKPOINT_FORMAT, "hash": self.run_hash, "step": self.step,
-                   "method": self.method.trainable_state(), "buffers": self.eval_buffers(),
-                   "best_state": self.best_state, "optimizer": self.optimizer.state_dict(),
-                   "rng": torch.get_rng_state(),
-                   "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None}
-        buffer = io.BytesIO()
-        torch.save(tensors, buffer)
-        progress = {key: getattr(self, key) for key in PROGRESS_FIELDS}
-        progress.update({"format": CHECKPOINT_FORMAT, "hash": self.run_hash, "config": self.config.to_dict()})
-        state = buffer.getvalue()
-        progress["checksum"] = checkpoint_checksum(progress, state)
-        self.store.write_checkpoint(self.run_hash, self.step, {
-            "state.pt": state,
-            "progress.json": (json.dumps(progress, indent=1, sort_keys=True) + "\n").encode()})
-
-    def resume(self) -> bool:
-        """Load the newest checkpoint that fits this run; set aside, in one line each, those that do not.
-
-        True when the run resumed; False when it starts over (the trainer is then as freshly built).
-        """
-        self.store.clean_checkpoint_leftovers(self.run_hash)  # this process holds the run's lock
-        self.store.prepare_checkpoints(self.run_hash)  # files where folders should be: set aside, one line each
-        self.drop_old_layout()
-        for step, folder in self.store.checkpoints(self.run_hash):
-            try:
-                progress = json.loads((folder / "progress.json").read_text())
-                state = (folder / "state.pt").read_bytes()
-                tensors = torch.load(io.BytesIO(state), map_location="cpu", weights_only=True)
-                problem = self.checkpoint_problem(step, progress, tensors, state)
-            except Exception as error:  # a damaged file fails in many ways; each one means "unusable"
-                problem = f"unreadable: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
-            if problem is None:
-                try:
-                    self.load_checkpoint(progress, tensors)
-                    return True
-                except Exception as error:  # passed the checks but did not load: back to a fresh start
-                    problem = f"does not load: {type(error).__name__}: {error}"
-                    self.build()
-            self.store.reject_checkpoint(folder, problem)
-        return False
-
-    def drop_old_layout(self) -> None:
-        """A checkpoint of older code (``state.pt`` and ``progress.json`` written one after the other, no step
-        in the state) cannot be checked for a torn write: it is removed and the run starts over."""
-        folder = self.store.checkpoint_dir(self.run_hash)
-        old = [folder / name for name in ("state.pt", "progress.json") if (folder / name).is_file()]
-        if old:
-            note(f"checkpoint {folder.name} was written by older code and cannot be checked; the run starts over")
-            for path in old:
-                path.unlink(missing_ok=True)
-
-    def checkpoint_problem(self, step: int, progress: Any, tensors: Any, state: bytes | None = None) -> str | None:
-        """Why a checkpoint (its ``progress.json`` and ``state.pt``, whose bytes are ``state``) does not fit this
-        run, or None: its format, run and configuration, the shape of every field of its progress
-        (:func:`progress_problem`), its steps, its checksum (when ``state`` is given), its tensors."""
-        if not isinstance(progress, dict) or not isinstance(tensors, dict):
-            return "not a checkpoint"
-        if progress.get("format") != CHECKPOINT_FORMAT or tensors.get("format") != CHECKPOINT_FORMAT:
-            return "another checkpoint format"
-        if progress.get("hash") != self.run_hash or tensors.get("hash") != self.run_hash \
-                or progress.get("config") != self.config.to_dict():
-            return "it belongs to another run configuration"
-        for key, kinds in PROGRESS_FIELDS.items():
-            if not isinstance(progress.get(key), kinds) or isinstance(progress.get(key), bool):
-                return f"progress.json has no valid {key!r}"
-        if not progress["step"] == tensors.get("step") == step:
-            return f"its files are of steps {progress['step']} and {tensors.get('step')}, its name says {step}"
-        if not 0 < step <= self.total_steps:
-            return f"step {step} is outside this run's {self.total_steps} steps"
-        problem = progress_problem(progress, self.log_every, self.total_steps)
-        if problem is not None:
-            return f"progress.json: {problem}"
-        # (a checkpoint written before checksums were, without one, is checked by all the rest)
-        if state is not None and "checksum" in progress and progress["checksum"] != checkpoint_checksum(progress,
-                                                                                                       state):
-            return "its checksum does not match its contents (edited or damaged)"
-        own = self.method.trainable_state()
-        problem = tensor_dict_problem(tensors.get("method"), own, "method state")
-        problem = problem or tensor_dict_problem(tensors.get("buffers"), self.eval_buffers(), "evaluation buffers")
-        if self.method.keeps_best_state and (progress["best"] is None) != (tensors.get("best_state") is None):
-            problem = problem or "its best point and best state disagree"
-        if tensors.get("best_state") is not None:
-            problem = problem or tensor_dict_problem(tensors["best_state"], own, "best state")
-        return problem or optimizer_problem(tensors.get("optimizer"), self.optimizer)
-
-    def load_checkpoint(self, progress: dict, tensors: dict) -> None:
-        """Put a checked checkpoint's state into the method, the optimizer, the RNGs and the trainer."""
-        self.method.load_trainable_state(tensors["method"])
-        for name, value in tensors["buffers"].items():
-            self.method.get_buffer(name).copy_(value)
-        self.optimizer.load_state_dict(tensors["optimizer"])
-        torch.set_rng_state(tensors["rng"])
-        if tensors.get("cuda_rng") is not None and self.device.type == "cuda":
-            torch.cuda.set_rng_state_all(tensors["cuda_rng"])
-        for key in PROGRESS_FIELDS:
-            setattr(self, key, progress[key])
-        self.best_state = tensors["best_state"]
-
     # -- the loop
     def fit(self) -> dict:
         from tqdm.auto import tqdm
@@ -641,43 +404,8 @@ class Trainer:
                 prompt_path = self.write_file(self.store.prompt_path(self.run_hash),
                                               save({"prompt": prompt, "last": last_prompt}))
             analysis = self.method.analysis_state()
-        steps_done = max(self.step, 1)
-        train_seconds = max(self.train_seconds, 1e-9)
-        record = {
-            "hash": self.run_hash,
-            "config": self.config.to_dict(),
-            "status": status,
-            "reason": reason,
-            "retryable": False,
-            "resumed": resumed,
-            "history": self.history,
-            "loss_curve": self.loss_curve,
-            "best": self.best,
-            "best_lenient": self.best_lenient,
-            # the texts generated for data.test_examples at the best strict point, in their order (fingerprint.test)
-            "test_predictions": self.best_predictions,
-            "analysis": analysis,
-            "prompt_path": prompt_path,
-            "state_path": state_path,
-            "data": {"train_examples": len(self.train_examples), "dev_examples": len(self.dev_examples),
-                     "test_examples": len(self.test_examples), "max_new_tokens": self.max_new_tokens,
-                     "truncated": self.truncation, "fingerprint": examples_fingerprint(self.dev_examples,
-                                                                                       self.test_examples)},
-            "trainable_params": self.method.trainable_parameter_count(),
-            "steps": self.step,
-            "timing": {"train_seconds": round(self.train_seconds, 3), "eval_seconds": round(self.eval_seconds, 3),
-                       "steps_per_s": round(steps_done / train_seconds, 4),
-                       "examples_per_s": round(steps_done * self.config.batch_size / train_seconds, 3),
-                       "tokens_per_s": round(self.train_tokens / train_seconds, 1)},
-            "peak_memory_mb": round(peak_memory_mb(self.device), 1),
-            "precision": {"dtype": self.precision, "reason": self.precision_reason,
-                          "backbone_dtype": str(self.backbone.dtype).replace("torch.", ""), **self.layers_note()},
-            "provenance": {**git_state(), "code_version": CODE_VERSION, "versions": versions(),
-                           "device": device_name(self.device),
-                           **({"packed_runs": self.packed_runs} if self.packed_runs else {}),
-                           "seed": self.config.seed, "started": self.started.isoformat(timespec="seconds"),
-                           "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")},
-        }
+        record = finished_record(self, status, reason, resumed, prompt_path=prompt_path, state_path=state_path,
+                                 analysis=analysis)
         self.store.put(record)
         self.store.remove_checkpoints(self.run_hash)
         return record
@@ -694,136 +422,3 @@ class Trainer:
         atomic_write_bytes(path, data)
         return str(path.relative_to(self.store.root))
 
-
-def checkpoint_checksum(progress: dict, state: bytes) -> str:
-    """SHA-256 over a checkpoint's ``state.pt`` bytes and its ``progress.json`` fields (but ``checksum``), in
-    canonical JSON: written into ``progress.json``, so an edited value in either file is caught on resume. (JSON
-    numbers read back as the same floats, so the canonical text of what was written and what is read is one.)"""
-    body = json.dumps({key: value for key, value in progress.items() if key != "checksum"}, sort_keys=True,
-                      separators=(",", ":"))
-    return hashlib.sha256(hashlib.sha256(state).digest() + body.encode()).hexdigest()
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def point_problem(point: Any, what: str) -> str | None:
-    """Why ``point`` is not an evaluation point as the trainer writes them (``dev_point``), or None."""
-    if not isinstance(point, dict):
-        return f"{what} is not an evaluation point"
-    if not _count(point.get("step")) or point["step"] < 1:
-        return f"{what} has no valid 'step'"
-    for key in ("epoch", "score", "lenient_score", "invalid_rate"):
-        if not _number(point.get(key)):
-            return f"{what} has no valid {key!r}"
-    if not isinstance(point.get("dagger"), bool):
-        return f"{what} has no valid 'dagger'"
-    for key in ("metrics", "lenient"):
-        if not isinstance(point.get(key), dict) or not all(_number(v) for v in point[key].values()):
-            return f"{what} has no valid {key!r}"
-    return None
-
-
-def progress_problem(progress: dict, log_every: int, total_steps: int) -> str | None:
-    """Why a checkpoint's ``progress`` (its fields' types already checked) is not what the trainer writes at its
-    step, or None: every evaluation point an evaluation point, in step order and before the step; the best points
-    among them; the loss curve's ``[step, loss]`` pairs, one per ``log_every`` steps, with ``pending_loss`` the
-    finite losses since its last one; times and counts non-negative."""
-    step = progress["step"]
-    steps = []
-    for index, point in enumerate(progress["history"]):
-        problem = point_problem(point, f"history[{index}]")
-        if problem is not None:
-            return problem
-        steps.append(point["step"])
-    if steps != sorted(set(steps)) or (steps and steps[-1] > step):
-        return "the history's steps are out of order or past the checkpoint's step"
-    for key in ("best", "best_lenient"):
-        best = progress[key]
-        if best is None:
-            if steps:
-                return f"{key!r} is missing though the history has evaluation points"
-            continue
-        if not _count(best.get("step")) or not _number(best.get("epoch")):
-            return f"{key!r} has no valid step or epoch"
-        problem = point_problem(best.get("dev"), f"{key}.dev") or point_problem(best.get("test"), f"{key}.test")
-        if problem is not None:
-            return problem
-        if best["step"] not in steps or best["dev"]["step"] != best["step"]:
-            return f"{key!r} is not one of the history's evaluation points"
-    predictions = progress["best_predictions"]
-    if (predictions is None) != (progress["best"] is None) or \
-            (predictions is not None and not all(isinstance(text, str) for text in predictions)):
-        return "'best_predictions' are not the best point's texts"
-    curve = progress["loss_curve"]
-    logged = list(range(log_every, step + 1, log_every))  # end_step's points up to this step (and the last step)
-    if step == total_steps and step % log_every:
-        logged.append(step)
-    if len(curve) != len(logged):
-        return f"the loss curve has {len(curve)} points, not the {len(logged)} of {step} steps"
-    for index, (pair, at) in enumerate(zip(curve, logged)):
-        if not (isinstance(pair, list) and len(pair) == 2 and _count(pair[0]) and _number(pair[1])
-                and math.isfinite(pair[1]) and pair[0] == at):
-            return f"loss_curve[{index}] is not a [step, loss] pair of this run"
-    pending = progress["pending_loss"]
-    unlogged = 0 if step == total_steps else step % log_every
-    if len(pending) != unlogged or not all(_number(v) and math.isfinite(v) for v in pending):
-        return "'pending_loss' is not the finite losses since the loss curve's last point"
-    for key in ("train_seconds", "eval_seconds"):
-        if not (math.isfinite(progress[key]) and progress[key] >= 0):
-            return f"{key!r} is not a non-negative number"
-    if progress["train_tokens"] < 0:
-        return "'train_tokens' is negative"
-    return None
-
-
-def examples_fingerprint(dev: list, test: list) -> dict[str, str]:
-    """Hashes of the dev and the test examples' ids (and targets): two records with equal fingerprints were
-    selected and scored on the same examples, so they compare example by example."""
-    def digest(examples: list) -> str:
-        return stable_hash([[example.uid, example.target_text] for example in examples])
-
-    return {"dev": digest(dev), "test": digest(test)}
-
-
-def tensor_dict_problem(saved: Any, own: dict[str, torch.Tensor], what: str) -> str | None:
-    """Why ``saved`` is not a state with ``own``'s names, shapes and dtypes (None when it is)."""
-    if not isinstance(saved, dict) or set(saved) != set(own):
-        return f"its {what} names other tensors"
-    for key, value in saved.items():
-        if not isinstance(value, torch.Tensor) or value.shape != own[key].shape or value.dtype != own[key].dtype:
-            return f"its {what} {key!r} does not fit (different config or backbone?)"
-    return None
-
-
-def optimizer_problem(saved: Any, optimizer: torch.optim.Optimizer) -> str | None:
-    """Why ``saved`` is not a state of ``optimizer`` (same groups, same parameter shapes), or None."""
-    groups = saved.get("param_groups") if isinstance(saved, dict) else None
-    if not isinstance(groups, list) or not isinstance(saved.get("state"), dict) \
-            or len(groups) != len(optimizer.param_groups):
-        return "its optimizer state does not fit"
-    shapes = {}
-    for group, own in zip(groups, optimizer.param_groups):
-        if not isinstance(group, dict) or len(group.get("params", ())) != len(own["params"]):
-            return "its optimizer state does not fit"
-        shapes.update({index: param.shape for index, param in zip(group["params"], own["params"])})
-    for index, state in saved["state"].items():
-        if index not in shapes or not isinstance(state, dict):
-            return "its optimizer state does not fit"
-        for key in ("exp_avg", "exp_avg_sq"):
-            if not isinstance(state.get(key), torch.Tensor) or state[key].shape != shapes[index]:
-                return "its optimizer state does not fit"
-    return None
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    # The kernel set (AVX2, AVX512, ...) is named: runs on another one round otherwise and part (docs/SPEED.md, §0).
-    kernels = torch.backends.cpu.get_cpu_capability()
-    return f"cpu ({platform.processor() or platform.machine()}, {kernels} kernels, {torch.get_num_threads()} threads)"

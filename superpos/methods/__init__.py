@@ -9,12 +9,17 @@ method.save(folder); method = load_method(folder, backbone)
 
 A method needs from the backbone only ``embedding_weight [V, d]``, ``embed_dim``, ``device``,
 ``candidate_token_ids(top_k)``, ``token_ids(text)``, ``name`` and (``full``) ``model``.
+
+Each method's entry in :data:`METHODS` (a :class:`MethodSpec`) is all the rest of the package needs of it: its
+classes and description, and how the report shows it (label, colour, order, the fields that name its variants).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Mapping, NamedTuple
 
 import torch
 
@@ -28,18 +33,61 @@ from .residual import ResidualConfig, ResidualPrompt
 from .simple import SimpleConfig, SimplePrompt
 from .superposition import SuperPosConfig, SuperPosPrompt
 
-METHODS: dict[str, tuple[type[MethodConfig], type[PromptMethod], str]] = {
-    "simple": (SimpleConfig, SimplePrompt, "Lester et al. prompt tuning: n free prompt vectors (vocab/uniform/labels init)"),
-    "superpos": (SuperPosConfig, SuperPosPrompt, "SuperPos-Prompt: p_i = (E_freeze + dE_i) p'_i over m sampled token embeddings"),
-    "residual": (ResidualConfig, ResidualPrompt, "Residual prompt tuning: P' = LN(MLP(P)) + P, bottleneck 128"),
-    "attempt": (AttemptConfig, AttemptPrompt, "ATTEMPT: input-wise attention over frozen source prompts and a target prompt"),
-    "ept": (EptConfig, EptPrompt, "EPT: short prompt + low-rank input update, prompt fusion, multi-space projection"),
-    "full": (FullConfig, FullFineTuning, "Full fine-tuning of every backbone weight (no prompt)"),
+
+class MethodSpec(NamedTuple):
+    """A registered method: what builds it, and how tables and figures show it."""
+
+    config_class: type[MethodConfig]
+    method_class: type[PromptMethod]
+    #: One line for ``python -m superpos list``.
+    description: str
+    #: Its name in tables, legends and captions (the paper's: ``SuperPos PT``).
+    label: str
+    #: Its default setting's colour in every figure (``#rrggbb``); its variants take shades of it.
+    colour: str
+    #: Its place in tables and legends (the built-ins: Table 1's order).
+    order: float
+    #: The config fields whose values name its variants, each with the word labels write for it
+    #: (``{"n_prompts": "n", "init": "init"}``: ``simple n=20``, ``simple init=labels``).
+    variant_fields: Mapping[str, str] = MappingProxyType({})
+
+
+#: Colours a method registered without one takes, the first one no method uses yet: matplotlib's tab10 (less its
+#: pink and grey, which stand for softmax SuperPos and unknown methods), then tab20b's dark hues.
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#bcbd22", "#17becf",
+           "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173")
+
+METHODS: dict[str, MethodSpec] = {
+    "simple": MethodSpec(
+        SimpleConfig, SimplePrompt,
+        "Lester et al. prompt tuning: n free prompt vectors (vocab/uniform/labels init)",
+        label="Simple PT", colour="#1f77b4", order=0, variant_fields={"n_prompts": "n", "init": "init"}),
+    "superpos": MethodSpec(
+        SuperPosConfig, SuperPosPrompt,
+        "SuperPos-Prompt: p_i = (E_freeze + dE_i) p'_i over m sampled token embeddings",
+        label="SuperPos PT", colour="#d62728", order=3,
+        variant_fields={"m": "m", "softmax": "softmax", "weights_init": "p′ init"}),
+    "residual": MethodSpec(
+        ResidualConfig, ResidualPrompt,
+        "Residual prompt tuning: P' = LN(MLP(P)) + P, bottleneck 128",
+        label="Residual PT", colour="#ff7f0e", order=2),
+    "attempt": MethodSpec(
+        AttemptConfig, AttemptPrompt,
+        "ATTEMPT: input-wise attention over frozen source prompts and a target prompt",
+        label="ATTEMPT", colour="#2ca02c", order=1),
+    "ept": MethodSpec(
+        EptConfig, EptPrompt,
+        "EPT: short prompt + low-rank input update, prompt fusion, multi-space projection",
+        label="EPT", colour="#9467bd", order=4, variant_fields={"fusion": "fusion", "projection": "projection"}),
+    "full": MethodSpec(
+        FullConfig, FullFineTuning,
+        "Full fine-tuning of every backbone weight (no prompt)",
+        label="Full fine-tuning", colour="#8c564b", order=5),
 }
 
 __all__ = [
-    "METHODS", "register_method", "build_method", "load_method", "read_state_file", "method_config", "PromptMethod",
-    "MethodConfig",
+    "METHODS", "MethodSpec", "PALETTE", "register_method", "variant_fields", "build_method", "load_method",
+    "read_state_file", "method_config", "PromptMethod", "MethodConfig",
     "SimpleConfig", "SimplePrompt", "SuperPosConfig", "SuperPosPrompt", "ResidualConfig", "ResidualPrompt",
     "AttemptConfig", "AttemptPrompt", "EptConfig", "EptPrompt", "FullConfig", "FullFineTuning",
     "export_peft_adapter", "export_prompt_tensor_as_peft", "read_peft_prompt",
@@ -47,12 +95,18 @@ __all__ = [
 
 
 def register_method(name: str, config_class: type[MethodConfig], method_class: type[PromptMethod],
-                    description: str = "", *, replace: bool = False) -> None:
-    """Make a method known by ``name`` to ``build_method``, ``RunConfig``, grids and the CLI of this process.
+                    description: str = "", *, label: str | None = None, colour: str | None = None,
+                    order: float | None = None, variant_fields: Mapping[str, str] | None = None,
+                    replace: bool = False) -> MethodSpec:
+    """Make a method known by ``name`` to ``build_method``, ``RunConfig``, grids, the CLI and the report of this
+    process, and return its :class:`MethodSpec`.
 
     ``config_class`` is a :class:`MethodConfig` dataclass (fields with ``option(...)`` help, checks in
     ``validate``); ``method_class`` a :class:`PromptMethod` with ``build``, ``prompt_matrix`` (or ``forward``)
-    and ``config_class``. See ``superpos/methods/simple.py`` for the smallest complete one.
+    and ``config_class``. See ``superpos/methods/simple.py`` for the smallest complete one. How the report shows
+    it: ``label`` (default: ``name``), ``colour`` (default: the first colour of :data:`PALETTE` no method has),
+    ``order`` (default: after every method registered so far), ``variant_fields`` (``{field: word}``; default:
+    none).
     """
     if not (isinstance(config_class, type) and issubclass(config_class, MethodConfig)):
         raise ValueError(f"register_method: config_class must subclass MethodConfig, got {config_class!r}")
@@ -60,15 +114,40 @@ def register_method(name: str, config_class: type[MethodConfig], method_class: t
         raise ValueError(f"register_method: method_class must subclass PromptMethod, got {method_class!r}")
     if name in METHODS and not replace:
         raise ValueError(f"register_method: {name!r} is already a method; pass replace=True to replace it")
-    if any(cfg is config_class for key, (cfg, _, _) in METHODS.items() if key != name):
+    if any(spec.config_class is config_class for key, spec in METHODS.items() if key != name):
         raise ValueError(f"register_method: {config_class.__name__} already belongs to another method")
-    METHODS[name] = (config_class, method_class, description or (method_class.__doc__ or name).strip().splitlines()[0])
+    fields = {f.name for f in dataclasses.fields(config_class)}
+    unknown = sorted(set(variant_fields or {}) - fields)
+    if unknown:
+        raise ValueError(f"register_method: variant_fields {', '.join(unknown)} are not fields of "
+                         f"{config_class.__name__}")
+    others = [spec for key, spec in METHODS.items() if key != name]
+    if colour is None:
+        used = {spec.colour for spec in others}
+        colour = next((c for c in PALETTE if c not in used), PALETTE[len(others) % len(PALETTE)])
+    spec = MethodSpec(config_class, method_class,
+                      description or (method_class.__doc__ or name).strip().splitlines()[0],
+                      label=label or name, colour=colour,
+                      order=order if order is not None else max((s.order for s in others), default=-1) + 1,
+                      variant_fields=MappingProxyType(dict(variant_fields or {})))
+    METHODS[name] = spec
+    return spec
+
+
+def variant_fields() -> dict[str, str]:
+    """Every registered method's variant fields with their words in labels (``{"n_prompts": "n", "m": "m", ...}``),
+    in the methods' order: a field names variants the same way whichever method has it."""
+    words: dict[str, str] = {}
+    for spec in sorted(METHODS.values(), key=lambda spec: spec.order):
+        for field, word in spec.variant_fields.items():
+            words.setdefault(field, word)
+    return words
 
 
 def method_config(config: ConfigBase | dict[str, Any], method: str | None = None) -> MethodConfig:
     """A method config from a config object or a dict (``{"method": name, **fields}`` or ``method=name``)."""
     if isinstance(config, MethodConfig):
-        if method is not None and METHODS[method][0] is not type(config):
+        if method is not None and METHODS[method].config_class is not type(config):
             raise ValueError(f"method: config is a {type(config).__name__}, not a {method!r} config")
         return config
     if isinstance(config, ConfigBase):
@@ -81,12 +160,12 @@ def method_config(config: ConfigBase | dict[str, Any], method: str | None = None
         raise ValueError(f"method: the dict names no method; known: {', '.join(METHODS)}")
     if name not in METHODS:
         raise ValueError(f"method: unknown method {name!r}; known: {', '.join(METHODS)}")
-    return METHODS[name][0].from_dict(data)
+    return METHODS[name].config_class.from_dict(data)
 
 
 def method_name(config: MethodConfig) -> str:
-    for name, (config_cls, _, _) in METHODS.items():
-        if type(config) is config_cls:
+    for name, spec in METHODS.items():
+        if type(config) is spec.config_class:
             return name
     raise ValueError(f"method: no registered method uses {type(config).__name__}")
 
@@ -97,7 +176,7 @@ def build_method(config: ConfigBase | dict[str, Any], backbone, *, label_words: 
     so the same (config, backbone, seed) builds the same method."""
     config = method_config(config, method)
     name = method_name(config)
-    module_cls = METHODS[name][1]
+    module_cls = METHODS[name].method_class
     generator = torch.Generator().manual_seed(int(seed))
     built = module_cls.build(config, backbone, generator=generator, label_words=label_words,
                              source_prompts=source_prompts)
@@ -120,7 +199,7 @@ def load_method(path: str | Path, backbone) -> PromptMethod:
     name = meta.get("method")
     if name not in METHODS:
         raise ValueError(f"method: {path} names unknown method {name!r}")
-    config = METHODS[name][0].from_dict(meta["config"])
+    config = METHODS[name].config_class.from_dict(meta["config"])
     if meta.get("embed_dim") not in (None, backbone.embed_dim):
         raise ValueError(f"method: saved for embed_dim={meta['embed_dim']}, the backbone has {backbone.embed_dim}")
     if name == "full" and state is None:

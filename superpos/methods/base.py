@@ -213,7 +213,8 @@ class PromptMethod(nn.Module):
         return save(tensors, metadata={STATE_METADATA_KEY: json.dumps(self.state_metadata(), sort_keys=True)})
 
     def save(self, folder: str | Path) -> Path:
-        """Write ``config.json`` (method name, config, build info) and ``state.safetensors``."""
+        """Write ``config.json`` (method name, config, build info) and ``state.safetensors``, from which
+        :func:`superpos.methods.load_method` rebuilds the method."""
         from safetensors.torch import save_file
 
         folder = Path(folder)
@@ -224,18 +225,6 @@ class PromptMethod(nn.Module):
         state = {k: v.detach().to("cpu").contiguous().clone() for k, v in self.trainable_state().items()}
         save_file(state, str(folder / STATE_FILE), metadata={"method": self.name})
         return folder
-
-    @classmethod
-    def load(cls, path: str | Path, backbone) -> "PromptMethod":
-        """Rebuild a saved method on ``backbone``: from a folder written by :meth:`save`, or from a state file
-        (:meth:`state_file_bytes`, e.g. a run's best-point state ``states/<hash>.safetensors``); any method,
-        dispatched on the saved name."""
-        from . import load_method
-
-        method = load_method(path, backbone)
-        if cls is not PromptMethod and not isinstance(method, cls):
-            raise ValueError(f"{path}: holds a {method.name!r} method, not {cls.name!r}")
-        return method
 
     def analysis_state(self) -> dict[str, list]:
         """Small JSON-able extras for analyses."""

@@ -8,7 +8,8 @@ one row per setting x task) -> a table (:func:`method_table`, :func:`factor_tabl
 Modules: ``names`` (display names and orders), ``settings`` (a setting's label and sort key), ``scores``
 (seeds averaged per setting x task; curves), ``tables`` (Table 1 layout, ablations, costs), ``beside`` (the
 paper's numbers beside ours), ``stability`` (standardized overall scoring,
-Table 2; weight similarity, Figure 2d), ``figures``, ``paper`` (the paper's Tables 1-3 as data),
+Table 2; weight similarity, Figure 2d), ``figures`` (curves and losses, best points against a factor, Figure
+2d's heatmaps, Table 2's bars; the style and lines they share), ``paper`` (the paper's Tables 1-3 as data),
 ``readout`` (nearest-token readouts of prompts), ``output`` (captions and files), ``glance`` (the paper's
 claims judged on a store's runs by paired tests, ``stats``), ``baselines`` (the best constant answer; the
 learnability gate).

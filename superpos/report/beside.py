@@ -7,7 +7,7 @@ from typing import Sequence
 
 import pandas as pd
 
-from .names import METHOD_LABELS, dropout_mark, method_label, metric_header, task_label, task_order
+from .names import dropout_mark, method_label, metric_header, task_label, task_order
 from .paper import MODEL_LABELS, paper_averages, paper_model, paper_task_scores
 
 
@@ -95,7 +95,7 @@ def paper_table(table: str = "table1", *, models: Sequence[str] | None = None, m
             cells[f"{task_label(task)} {metric_header(task)}"] = text + (" †" if row["dagger"] else "")
         average = averages.get((model, method, drop, softmax))
         rows.append({"Model": MODEL_LABELS.get(model, model),
-                     "Method": METHOD_LABELS.get(method, method) + (" (softmax)" if softmax else ""),
+                     "Method": method_label(method) + (" (softmax)" if softmax else ""),
                      "Dropout": dropout_mark(drop), **cells,
                      "Avg.": "-" if average is None or (isinstance(average, float) and math.isnan(average))
                      else f"{average:.{digits}f}",

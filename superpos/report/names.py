@@ -1,16 +1,15 @@
-"""Display names and orders: tasks (the registry's names, Table 1's order), methods (the paper's names), the
-dropout mark, a setting's label (:class:`~superpos.report.settings.Variant`)."""
+"""Display names and orders: tasks (the registry's names, Table 1's order), methods (the names they were
+registered with: the paper's), the dropout mark, a setting's label (:class:`~superpos.report.settings.Variant`)."""
 from __future__ import annotations
 
 import functools
 from typing import Iterable
 
+from ..methods import METHODS
 from ..tasks.metrics import METRIC_LABELS
-from .settings import Variant
+from .settings import Variant, method_rank
 
 METRIC_ORDER = tuple(METRIC_LABELS)
-METHOD_LABELS = {"simple": "Simple PT", "residual": "Residual PT", "attempt": "ATTEMPT", "superpos": "SuperPos PT",
-                 "ept": "EPT", "full": "Full fine-tuning"}
 CHECK, CROSS = "✓", "✗"
 
 
@@ -63,9 +62,9 @@ def variant_label(method: str, method_config: dict | None) -> str:
 
 
 def method_label(method: str, variant: str | None = None) -> str:
-    """The paper's name for a method (``SuperPos PT``), with the variant's suffix."""
+    """The method's registered name (the paper's: ``SuperPos PT``), with the variant's suffix."""
     variant = variant or method
-    base = METHOD_LABELS.get(method, method)
+    base = METHODS[method].label if method in METHODS else method
     return base + variant[len(method):] if variant.startswith(method) else variant
 
 
@@ -74,9 +73,8 @@ def dropout_mark(value) -> str:
 
 
 def methods_named(frame) -> str:
-    """The paper's names of the methods that ``frame``'s runs use, in Table 1's order, for a title or caption:
-    ``"Simple PT and SuperPos PT"``."""
+    """The registered names of the methods that ``frame``'s runs use, in their order (Table 1's for the paper's),
+    for a title or caption: ``"Simple PT and SuperPos PT"``."""
     present = set(frame["method"]) if len(frame) else set()
-    names = [label for method, label in METHOD_LABELS.items() if method in present]
-    names += sorted(str(method) for method in present - set(METHOD_LABELS))
+    names = [method_label(method) for method in sorted(present, key=lambda m: (method_rank(m), str(m)))]
     return ", ".join(names[:-1]) + (" and " if len(names) > 1 else "") + names[-1] if names else "no method"

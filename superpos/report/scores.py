@@ -12,13 +12,12 @@ from typing import Sequence
 
 import pandas as pd
 
+from ..engine.frame import method_columns
 from ..tasks.metrics import METRIC_LABELS
 from .names import task_metrics, task_order
-from .settings import METHOD_ORDER, Variant, sort_variants, variant_named
+from .settings import Variant, method_rank, sort_variants, variant_named
 
 ENTRY = ("backbone", "method", "variant", "dropout")
-#: Method-config fields carried into ``task_scores`` rows (a variant fixes them), for ablation tables.
-CONFIG_COLUMNS = ("n_prompts", "m", "softmax", "init", "weights_init", "fusion", "projection")
 
 
 def select(frame: pd.DataFrame, **conditions) -> pd.DataFrame:
@@ -69,7 +68,8 @@ def task_scores(frame: pd.DataFrame, *, lenient: bool = False, by: Sequence[str]
     """
     frame = with_variants(frame) if "variant" not in frame.columns else frame
     keys = list(by) + ["task"]
-    columns = keys + [c for c in CONFIG_COLUMNS if c not in keys] + [
+    config_columns = method_columns()  # method-config fields carried into the rows (a variant fixes them)
+    columns = keys + [c for c in config_columns if c not in keys] + [
         "setting", "score", "score_std", "seeds", "failed", "daggers", "dagger", "invalid_rate", "best_step", "best_lenient_step",
         "metrics", "strict_score", "strict_std", "lenient_score", "lenient_std", "invalid_std", "lenient_invalid_rate",
         "lenient_invalid_std"]
@@ -97,7 +97,7 @@ def task_scores(frame: pd.DataFrame, *, lenient: bool = False, by: Sequence[str]
                 means[column[len(split) + 1:]] = float(values.mean())
         first = group.iloc[0]
         rows.append({
-            **{column: first[column] for column in CONFIG_COLUMNS if column in group.columns and column not in keys},
+            **{column: first[column] for column in config_columns if column in group.columns and column not in keys},
             **dict(zip(keys, key)),
             "setting": first["setting"] if "setting" in group.columns else None,
             "score": float(scores.mean()) if len(scores) else math.nan,
@@ -123,10 +123,9 @@ def _sorted(scores: pd.DataFrame) -> pd.DataFrame:
     if scores.empty:
         return scores.reset_index(drop=True)
     order = {t: i for i, t in enumerate(task_order(scores["task"]))}
-    method_rank = {m: i for i, m in enumerate(METHOD_ORDER)}
     keyed = scores.assign(
         _task=scores["task"].map(order),
-        _method=scores["method"].map(lambda m: method_rank.get(m, len(method_rank))) if "method" in scores else 0,
+        _method=scores["method"].map(method_rank) if "method" in scores else 0,
     )
     if "variant" in keyed.columns:
         ranks = {v: i for i, v in enumerate(sort_variants(keyed, keyed["variant"]))}

@@ -7,17 +7,22 @@ a label): its :attr:`~Variant.label` names rows, columns and legends (``superpos
 in order, the default before its variants, numbers numerically, initializations in the order the papers list).
 :func:`setting_style` gives it one colour and marker, the same in every figure: the method's own colour for its
 default (softmax SuperPos a family of its own), fixed shades of it for its variants.
+
+A method's name, colour, place and the words of its variant fields come from its registration
+(:class:`superpos.methods.MethodSpec`), so a method registered with :func:`superpos.methods.register_method`
+shows in tables and figures with nothing else to edit.
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from typing import Any, Callable, Iterable
 
 import pandas as pd
 
-METHOD_ORDER = ("simple", "attempt", "residual", "superpos", "ept", "full")  # Table 1's order, EPT added
-FIELD_NAMES = {"n_prompts": "n", "m": "m", "init": "init", "softmax": "softmax", "weights_init": "p′ init"}
+from ..methods import METHODS, variant_fields
+
 #: Values of choice fields in their meaningful order (Lester et al.'s inits; p′ starts, default first).
 FACTOR_ORDER = {"init": ("uniform", "vocab", "labels"),
                 "weights_init": ("auto", "one_hot", "normal", "uniform", "mean", "zeros")}
@@ -26,14 +31,34 @@ EPT_STAGE_NAMES = {(False, False): "decomposition", (True, False): "+ fusion", (
                    (True, True): "+ fusion + projection"}
 
 
-@functools.lru_cache(maxsize=None)
 def _defaults(method: str) -> tuple[tuple[str, Any], ...]:
-    try:
-        from ..methods import METHODS
+    """The method's config defaults as sorted ``(field, value)`` pairs; none for a method this process does not know
+    (every field then counts as a change)."""
+    spec = METHODS.get(method)
+    return _config_defaults(spec.config_class) if spec is not None else ()
 
-        return tuple(sorted(METHODS[method][0]().to_dict().items()))
-    except Exception:  # a method this process does not know: every field counts as a change
+
+@functools.lru_cache(maxsize=None)
+def _config_defaults(config_class: type) -> tuple[tuple[str, Any], ...]:
+    try:
+        return tuple(sorted(config_class().to_dict().items()))
+    except (TypeError, ValueError):  # a config with a required field has no defaults to depart from
         return ()
+
+
+def method_rank(method: str) -> float:
+    """The method's place in tables and legends (its registration's ``order``); an unknown method after every
+    known one."""
+    spec = METHODS.get(method)
+    return spec.order if spec is not None else math.inf
+
+
+def field_word(field: str, method: str | None = None) -> str:
+    """The word labels write for a config field: the method's own (its ``variant_fields``), else any registered
+    method's for the same field (``n_prompts`` reads ``n`` everywhere), else the field's name."""
+    spec = METHODS.get(method) if method is not None else None
+    own = spec.variant_fields if spec is not None else {}
+    return own.get(field) or variant_fields().get(field, field)
 
 
 def value_key(field: str, value: Any) -> tuple:
@@ -75,15 +100,15 @@ class Variant:
         changes = dict(self.changes)
         if self.method == "ept" and "fusion" in changes:
             stage = EPT_STAGE_NAMES[(bool(changes.pop("fusion")), bool(changes.pop("projection")))]
-            rest = "".join(f" {FIELD_NAMES.get(k, k)}={v}" for k, v in sorted(changes.items()))
+            rest = "".join(f" {field_word(k, self.method)}={v}" for k, v in sorted(changes.items()))
             return f"ept ({stage}){rest}"
         words = ["(softmax)"] if changes.pop("softmax", False) else []
-        words.extend(f"{FIELD_NAMES.get(k, k)}={v}" for k, v in sorted(changes.items()))
+        words.extend(f"{field_word(k, self.method)}={v}" for k, v in sorted(changes.items()))
         return " ".join([self.method, *words])
 
     def sort_key(self) -> tuple:
         changes = dict(self.changes)
-        rank = METHOD_ORDER.index(self.method) if self.method in METHOD_ORDER else len(METHOD_ORDER)
+        rank = method_rank(self.method)
         stage = len(EPT_STAGE_NAMES)
         if self.method == "ept" and "fusion" in changes:
             stage = list(EPT_STAGE_NAMES).index((bool(changes.pop("fusion")), bool(changes.pop("projection"))))
@@ -124,10 +149,7 @@ def sort_variants(frame: pd.DataFrame, labels: Iterable[str]) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- one colour per setting
-#: Each method's own colour (its default setting), the same in every figure: the first six of matplotlib's tab10.
-METHOD_COLOURS = {"simple": "#1f77b4", "residual": "#ff7f0e", "attempt": "#2ca02c", "superpos": "#d62728",
-                  "ept": "#9467bd", "full": "#8c564b"}
-#: SuperPos with softmax weights is a family of its own (tab10's pink); a method not listed above is grey.
+#: SuperPos with softmax weights is a family of its own (tab10's pink); a method this process does not know is grey.
 SOFTMAX_COLOUR, OTHER_COLOUR = "#e377c2", "#7f7f7f"
 #: Slot k of a family: its hue mixed toward black (> 0) or white (< 0) by SHADES[k], drawn with MARKERS[k];
 #: slot 0 is the family's own colour (a method's default setting).
@@ -138,10 +160,22 @@ SLOTS = {("weights_init", "normal"): 1, ("weights_init", "uniform"): 2, ("weight
          ("weights_init", "mean"): 4, ("weights_init", "zeros"): 5,
          ("init", "labels"): 1, ("init", "uniform"): 2, ("init", "vocab"): 3,
          ("stage", "+ fusion"): 1, ("stage", "decomposition"): 2, ("stage", "+ projection only"): 3}
-#: Ordered numeric fields: a sequential shade of the family, lighter below the default value, darker above.
-NUMERIC_FIELDS = ("m", "n_prompts")
 #: Fields that do not change a setting's colour (how the vocabulary is sampled for an initialization).
 UNCOLOURED_FIELDS = ("vocab_top_k",)
+
+
+def method_colour(method: str) -> str:
+    """The method's own colour (its registration's ``colour``), the one its default setting has in every figure."""
+    spec = METHODS.get(method)
+    return spec.colour if spec is not None else OTHER_COLOUR
+
+
+def numeric_field(field: str, method: str) -> bool:
+    """Whether ``field`` is an ordered number that names variants (``m``, ``n_prompts``): one of the registered
+    variant fields with a numeric default in ``method``'s config. Its values take a sequential shade of the family,
+    lighter below the default value, darker above."""
+    default = dict(_defaults(method)).get(field)
+    return field in variant_fields() and isinstance(default, (int, float)) and not isinstance(default, bool)
 
 
 def shade(colour: str, amount: float) -> str:
@@ -157,7 +191,7 @@ def _family(variant: "Variant") -> tuple[str, dict]:
     changes = dict(variant.changes)
     if variant.method == "superpos" and changes.pop("softmax", False):
         return SOFTMAX_COLOUR, changes
-    return METHOD_COLOURS.get(variant.method, OTHER_COLOUR), changes
+    return method_colour(variant.method), changes
 
 
 def setting_style(variant: "Variant", slot: int | None = None) -> tuple[str, str]:
@@ -181,10 +215,7 @@ def setting_style(variant: "Variant", slot: int | None = None) -> tuple[str, str
         if (field, value) in SLOTS:
             return setting_style(variant, SLOTS[(field, value)])
         default = defaults.get(field)
-        if field in NUMERIC_FIELDS and isinstance(value, (int, float)) and isinstance(default, (int, float)) \
-                and value > 0 and default > 0:
-            import math
-
+        if numeric_field(field, variant.method) and isinstance(value, (int, float)) and value > 0 and default > 0:
             ratio = math.log2(value / default)
             return shade(family, 0.85 * math.tanh(ratio / 4)), MARKERS[1 + int(abs(ratio)) % (len(MARKERS) - 1)]
         return setting_style(variant, 1 + zlib.crc32(f"{field}={value}".encode()) % (len(SHADES) - 1))

@@ -24,7 +24,7 @@ import pandas as pd
 
 from .names import dropout_mark, method_label, metric_header, task_label, task_order
 from .scores import select, with_variants
-from .settings import FIELD_NAMES, sort_variants, value_key
+from .settings import field_word, sort_variants, value_key
 
 
 def format_cell(row: pd.Series | dict, *, single: bool = False, digits: int = 1) -> str:
@@ -171,7 +171,7 @@ def _factor_name(factor: str, value) -> str:
         return method_label(method, str(value))
     if factor == "dropout":
         return f"dropout {dropout_mark(value)}"
-    return f"{FIELD_NAMES.get(factor, factor)}={value}"
+    return f"{field_word(factor)}={value}"
 
 
 def cost_table(frame: pd.DataFrame, *, by: Sequence[str] = ("backbone", "method", "variant")) -> pd.DataFrame:

@@ -10,68 +10,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..suggest import did_you_mean
-
 from .base import EVAL_SEED, HELDOUT_DEV, PROTOCOLS, SMALL_TRAIN, Example, Splits, Task, TaskError, take
 from .custom import RowsTask, read_rows, task_from_dataset, task_from_files
 from .glue import GLUE_HUB, GLUE_SPECS
+from .loading import BenchmarkTask
 from .metrics import (METRIC_LABELS, Score, average_score, normalize, parse_score, round_score, score_to_text,
                       task_score)
 from .offline import BBC_SPECS, BBCTask
+from .registry import (PAPER_SPECS, PAPER_TASKS, REGISTERED, TASKS, canonical_name, register_task, task_fingerprint,
+                       unregister_task)
 from .superglue import SUPERGLUE_HUB, SUPERGLUE_SPECS
-
-PAPER_TASKS = ("qqp", "qnli", "mnli", "sst2", "stsb", "mrpc", "cola",
-               "multirc", "rte", "cb", "copa", "wic", "boolq")  # Table 1's order
-
-_SPECS = {**GLUE_SPECS, **SUPERGLUE_SPECS}
-TASKS: dict[str, str] = {name: _SPECS[name]["description"] for name in PAPER_TASKS}
-TASKS.update({name: spec["description"] for name, spec in BBC_SPECS.items()})
-
-#: Tasks added with :func:`register_task` (this process only).
-REGISTERED: dict[str, Task] = {}
-
-_ALIASES = {name.replace("-", ""): name for name in TASKS}
-_ALIASES.update({_SPECS[n]["display_name"].lower().replace("-", ""): n for n in PAPER_TASKS})
-
-
-def register_task(task: Task, *, replace: bool = False) -> Task:
-    """Make ``task`` (e.g. from :func:`task_from_files`) known by its name to :func:`get_task`, ``RunConfig``,
-    grids and the CLI of this process. A built-in name, or a registered one without ``replace=True``, is refused."""
-    if not isinstance(task, Task):
-        raise TaskError(f"register_task: expected a Task (e.g. from task_from_files), got {type(task).__name__}")
-    if (task.name in TASKS or task.name.replace("-", "").replace("_", "") in _ALIASES) and task.name not in REGISTERED:
-        raise TaskError(f"register_task: {task.name!r} is a built-in task; choose another name")
-    if task.name in REGISTERED and not replace:
-        raise TaskError(f"register_task: {task.name!r} is already registered; pass replace=True to replace it")
-    REGISTERED[task.name] = task
-    TASKS[task.name] = task.description
-    return task
-
-
-def unregister_task(name: str) -> None:
-    """Forget a task added with :func:`register_task`."""
-    if REGISTERED.pop(name, None) is not None:
-        TASKS.pop(name, None)
-
-
-def task_fingerprint(name: str) -> str | None:
-    """A registered task's data fingerprint (part of its runs' hashes); ``None`` for built-in tasks, whose data
-    a name fixes."""
-    task = REGISTERED.get(name)
-    return task.fingerprint() if task is not None and hasattr(task, "fingerprint") else None
-
-
-def canonical_name(name: str) -> str:
-    """``"SST-2"``, ``"sst_2"``, ``"sst2"`` -> ``"sst2"``; raises :class:`TaskError` for unknown names."""
-    if name in REGISTERED:
-        return name
-    key = name.strip().lower()
-    if key in TASKS:
-        return key
-    found = _ALIASES.get(key.replace("-", "").replace("_", ""))
-    if found is None:
-        raise TaskError(f"unknown task {name!r}{did_you_mean(name, TASKS)}; known: {', '.join(TASKS)}")
-    return found
 
 
 def get_task(name: str, *, data_dir: str | None = None, hub_id: str | None = None, **options: Any) -> Task:
@@ -89,9 +37,7 @@ def get_task(name: str, *, data_dir: str | None = None, hub_id: str | None = Non
         return BBCTask(name, **BBC_SPECS[name], **options)
     if options:
         raise TaskError(f"{name}: unknown option(s) {', '.join(sorted(options))}")
-    from .loading import BenchmarkTask
-
-    spec = dict(_SPECS[name])
+    spec = dict(PAPER_SPECS[name])
     if hub_id:
         spec["hub_id"] = hub_id
     return BenchmarkTask(name, data_dir=data_dir, **spec)

@@ -30,6 +30,7 @@ from typing import Any
 
 from .base import Task, TaskError
 from .metrics import METRIC_LABELS, REGRESSION_RANGE, normalize
+from .registry import REGISTERED, TASKS, canonical_name
 
 SPLITS = ("train", "validation")
 
@@ -211,8 +212,6 @@ def task_from_dataset(name: str, *, train, validation, inputs: Sequence[str], la
 def _check_name(name: str) -> None:
     if not isinstance(name, str) or not name.strip() or name != name.strip().lower() or " " in name:
         raise TaskError(f"task name must be a lowercase word without spaces, got {name!r}")
-    from . import REGISTERED, TASKS, canonical_name
-
     try:
         known = canonical_name(name)
     except TaskError:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from ..paths import hub_is_offline, hub_status
 from .base import Task, TaskError
+from .registry import PAPER_SPECS, PAPER_TASKS, canonical_name
 
 DATA_ENV = "SUPERPOS_DATA"
 SPLIT_FILES = {
@@ -61,15 +62,13 @@ def local_data_fingerprint(name: str) -> str | None:
     path, size and modification time: :func:`superpos.paths.file_digest`)."""
     if not os.environ.get(DATA_ENV):
         return None
-    from . import PAPER_TASKS, canonical_name, get_task
-
     try:
         name = canonical_name(name)
     except TaskError:
         return None
     if name not in PAPER_TASKS:
         return None
-    task = get_task(name)
+    task = BenchmarkTask(name, **PAPER_SPECS[name])  # as get_task builds it
     files = {split: task.local_file(split) for split in SPLIT_FILES}
     if not any(files.values()):
         return None

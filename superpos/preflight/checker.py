@@ -1,62 +1,20 @@
-"""Preflight: what a profile needs, checked in minutes before its first run trains.
-
-``make reproduce PROFILE=paper OFFLINE=0`` trains 541 runs, some 770-1,100 GPU-hours (docs/SPEED.md): a dataset
-that cannot be had, a results disk that fills up, or an out-of-memory error in its largest packed group would
-otherwise show up hours into it. :func:`preflight` checks, in this order, and prints one table (one row per
-check, per backbone, per task, per run shape, per notebook), then one line per problem; exit code 0 when all is
-well, 1 otherwise:
-
-1. **Backbones**: each one the profile's runs name is loaded as a run loads it (``load_backbone``: from the local
-   Hugging Face cache, the hub or the package), on the device, in the run's precision; a backbone that cannot be had
-   is its one-line ``BackboneError``.
-2. **Tasks**: each task's train and validation splits load (``get_task``; a missing dataset is its one-line
-   ``TaskError``, which says where the files go); their example counts stand beside the paper's sizes (the task
-   specs' ``sizes``; a difference is a warning: release files may drop a few malformed lines), and the share of
-   inputs cut at the runs' ``max_input_tokens`` is measured with each backbone's tokenizer (``truncation_rates``,
-   what each record stores as ``data.truncated``; the row shows the largest over backbones).
-3. **Disk**: the free space of the file system holding the profile's results store against what its runs not yet
-   in the store will write. Each method is built once per configuration on its backbone and its files sized from
-   it: the best-point state file exactly (``state_file_bytes``; full fine-tuning keeps none), the prompt file as 2
-   prompts (best and last) of n x d float32, the record from its parts (a fixed 16 KiB, 600 B per evaluation
-   point, 24 B per loss-curve point, the method's analysis JSON, the test predictions); plus the checkpoints of
-   the largest unit that trains at once, each holding the trainable state twice (current and best) and AdamW's
-   two moments (trainable parameters x 4 B x 2; full fine-tuning: its weights and their two moments), counted
-   twice because a new checkpoint is written before the older one is removed.
-4. **Run shapes** (backbone x method x prompt length x input length x runs per group): the profile's packed group
-   of R runs (``superpos.engine.packed``, R as ``make reproduce`` would pack them, or ``pack``), each run at the
-   profile's batch size, is built from the engine's own :class:`~superpos.engine.train.Trainer` on a temporary
-   store (nothing is written into the profile's store), then takes one warm-up step, three timed steps, one step
-   on the longest inputs of any task of the shape (each cut at ``max_input_tokens``: the batch a run meets at its
-   worst), one evaluation point over one evaluation batch (timed, scored) and one generation over the longest
-   evaluation inputs; peak memory is read after all of them. Timings are taken on the task of the shape with
-   the most training steps (with dropout where the shape has it on), and stand for every task of the shape. An
-   out-of-memory error is one problem line with what to change.
-5. **Projection**: each run not yet in the store is charged its steps (its loaded training split, epochs or
-   ``max_steps``, batch size: as the Trainer counts them) at its shape's measured time per step and run, and its
-   evaluations (points x examples; the test split at every point where it is not the dev split, an upper bound)
-   at the measured time per example; GPU-hours sum those, wall time on one device adds the backbone load of
-   each packed unit (``plan_units``) and the runs' construction. Per notebook (each notebook's own runs) and in
-   total (shared runs once: the notebooks' rows add up to more than the total).
-
-Bad arguments (an unknown profile, ``pack=0``, an unknown device name) raise ``ValueError`` in one line, as
-everywhere in the package; what the machine lacks (no GPU behind ``device="cuda"``) is a problem line.
-"""
+"""The five checks over one profile's runs (:mod:`superpos.preflight`): backbones, tasks, disk, run shapes and
+the projection, as rows and problem lines of one :class:`~.report.Report`."""
 from __future__ import annotations
 
-import copy
 import dataclasses
-import gc
 import json
-import math
 import shutil
 import sys
 import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, TextIO
 
-from .profiles import NOTEBOOKS, Profile, get_profile, profile_configs
+from ..profiles import NOTEBOOKS, Profile, profile_configs
+from .data import Data, eval_points, paper_sizes, run_steps
+from .report import Report, Row, duration_text, first_line, hours_text, size_text
+from .shapes import Shape, fake_sources, generate_longest, group_trainers, prompt_tokens, release, stepper, sync, timed
 
 TIMED_STEPS = 3               # timed training steps per run shape, after one warm-up step
 RECORD_BASE_BYTES = 16 * 1024  # a record's config, provenance, timing, precision and best point
@@ -66,263 +24,9 @@ MEMORY_WARNING = 0.9          # of the device's memory: a peak above it leaves n
 TORCH_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 
-@dataclasses.dataclass
-class Row:
-    check: str
-    what: str
-    device: str
-    status: str
-    measured: str
-
-
-@dataclasses.dataclass
-class Shape:
-    """Runs that cost the same per step: one backbone, method, prompt length, input length and group size."""
-
-    backbone: str
-    method: str
-    prompt_tokens: int
-    input_tokens: int
-    group: int
-    configs: list = dataclasses.field(default_factory=list)
-    # measured (None until measured; ``failed`` says why it was not)
-    step_s: float | None = None
-    eval_s_per_example: float | None = None
-    build_s: float = 0.0
-    failed: str | None = None
-
-    @property
-    def label(self) -> str:
-        short = self.backbone.rsplit("/", 1)[-1]
-        return f"{short} {self.method} {self.input_tokens}+{self.prompt_tokens} x{self.group}"
-
-
-class Report:
-    """The table's rows, the problems (exit 1) and the warnings (printed, exit unchanged)."""
-
-    def __init__(self):
-        self.rows: list[Row] = []
-        self.problems: list[str] = []
-        self.warnings: list[str] = []
-
-    def add(self, check: str, what: str, device: str, status: str, measured: str) -> None:
-        self.rows.append(Row(check, what, device, status, measured))
-
-    def render(self, out: TextIO, header: str) -> None:
-        print(header, file=out)
-        if self.rows:
-            head = Row("check", "what", "device", "status", "measured")
-            rows = [head, *self.rows]
-            widths = [max(len(getattr(row, field)) for row in rows) for field in ("check", "what", "device", "status")]
-            for row in rows:
-                cells = [getattr(row, field).ljust(width)
-                         for field, width in zip(("check", "what", "device", "status"), widths)]
-                print("  ".join([*cells, row.measured]).rstrip(), file=out)
-        for line in self.warnings:
-            print(f"warning: {line}", file=out)
-        for line in self.problems:
-            print(f"problem: {line}", file=out)
-        count = len(self.problems)
-        verdict = "all checks passed" if not count else \
-            f"{count} problem{'s' if count > 1 else ''}: fix {'them' if count > 1 else 'it'} before the run"
-        print(f"preflight: {verdict}", file=out)
-
-
-# ---------------------------------------------------------------- small helpers
-def first_line(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0][:300]
-
-
-def size_text(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
-        n /= 1024
-    raise AssertionError
-
-
-def duration_text(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    if seconds < 3600:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:,.1f} h"
-
-
-def hours_text(seconds: float) -> str:
-    hours = seconds / 3600
-    return f"{hours:,.0f}" if hours >= 100 else f"{hours:.1f}" if hours >= 1 else f"{hours:.2g}"
-
-
-def paper_sizes(task: str) -> tuple[int, int] | None:
-    """The paper's (train, validation) rows of a GLUE/SuperGLUE task (the specs' ``sizes``); None elsewhere."""
-    from .tasks import GLUE_SPECS, SUPERGLUE_SPECS
-
-    spec = {**GLUE_SPECS, **SUPERGLUE_SPECS}.get(task)
-    return tuple(spec["sizes"]) if spec else None
-
-
-def sync(device) -> None:
-    import torch
-
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(device, fn) -> float:
-    sync(device)
-    started = time.perf_counter()
-    fn()
-    sync(device)
-    return time.perf_counter() - started
-
-
-def release(device) -> None:
-    """Give the memory of dropped models back, so that the next shape's peak is its own."""
-    import torch
-
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-
-
-def prompt_tokens(config) -> int:
-    return int(config.method_config.get("n_prompts", 0) or 0)
-
-
-def eval_points(total_steps: int, steps_per_epoch: int, eval_every: int) -> int:
-    """Evaluation points of a run, as ``Trainer.is_eval_step`` places them (the last step always has one)."""
-    every = eval_every or steps_per_epoch
-    return total_steps // every + (total_steps % every != 0)
-
-
-# ---------------------------------------------------------------- data
-@dataclasses.dataclass
-class RunData:
-    """A run's splits, their counts, and their longest inputs (the worst-case batches)."""
-
-    splits: Any
-    train: int
-    dev: int
-    test: int
-    dev_is_test: bool
-    longest_train: list
-    longest_dev: list
-    target_chars: int
-
-
-class Data:
-    """Every task loaded once; each run's splits as ``RunConfig.splits`` draws them, from the loaded task."""
-
-    def __init__(self):
-        self.tasks: dict[str, Any] = {}
-        self.failed: dict[str, str] = {}
-        self._runs: dict[tuple, RunData] = {}
-
-    def load(self, name: str) -> bool:
-        from .tasks import TaskError, get_task
-
-        try:
-            task = get_task(name)
-            task.examples("train"), task.examples("validation")
-        except Exception as error:  # TaskError says where the files go; anything else: one line too
-            self.failed[name] = str(error) if isinstance(error, TaskError) else \
-                f"{name}: {type(error).__name__}: {first_line(error)}"
-            return False
-        self.tasks[name] = task
-        return True
-
-    def run(self, config) -> RunData | None:
-        """The run's splits (None when its task did not load), drawn as ``RunConfig.splits`` draws them."""
-        from .tasks import EVAL_SEED
-
-        task = self.tasks.get(config.task)
-        if task is None:
-            return None
-        key = (config.task, config.protocol, config.train_limit, config.eval_limit, config.test_limit, config.seed,
-               config.batch_size, config.eval_batch_size)
-        if key not in self._runs:
-            splits = task.splits(config.protocol, seed=EVAL_SEED).limit(
-                config.train_limit, config.eval_limit, config.seed, test_limit=config.test_limit)
-            self._runs[key] = RunData(splits, len(splits.train), len(splits.dev), len(splits.test),
-                                      splits.dev_is_test, longest(splits.train, config.batch_size),
-                                      longest(splits.dev, config.eval_batch_size),
-                                      max(len(t) for t in task.all_targets))
-        return self._runs[key]
-
-    def counts(self, config) -> tuple[int, int, int, bool]:
-        """``(train, dev, test, dev_is_test)`` of a run; the paper's sizes (or the BBC suite's default) when its
-        task did not load."""
-        data = self.run(config)
-        if data is not None:
-            return data.train, data.dev, data.test, data.dev_is_test
-        from .tasks.offline import DEFAULT_EVAL_SIZE, DEFAULT_TRAIN_SIZE
-
-        train, dev = paper_sizes(config.task) or (DEFAULT_TRAIN_SIZE, DEFAULT_EVAL_SIZE)
-        train = min(train, config.train_limit or train)
-        dev = min(dev, config.eval_limit or dev)
-        return train, dev, dev, True
-
-
-def longest(examples: list, count: int) -> list:
-    """The ``count`` examples with the longest inputs (in characters: what tokenizes longest, near enough)."""
-    return sorted(examples, key=lambda example: len(example.input_text), reverse=True)[:count]
-
-
-def run_steps(config, train_rows: int) -> tuple[int, int]:
-    """``(total steps, steps per epoch)`` as the Trainer counts them (``max_steps`` overrides epochs)."""
-    per_epoch = max(1, math.ceil(train_rows / config.batch_size))
-    return config.max_steps or config.epochs * per_epoch, per_epoch
-
-
-# ---------------------------------------------------------------- the entry point
-def preflight(profile: str | Profile, *, device: str = "auto", pack: int | None = None,
-              out: TextIO = sys.stdout) -> int:
-    """Check that ``profile`` can run here (module docstring) and print the table to ``out``; 0 when all is well,
-    1 when a problem was found. ``profile``: a name or a :class:`~superpos.profiles.Profile`; ``device``: as
-    ``RunConfig.device``; ``pack``: runs per packed group as ``make reproduce`` takes it (None: automatic)."""
-    from .config import require
-    from .engine.packed import check_pack
-    from .engine.store import ResultsStore
-    from .engine.train import RunError, device_name, resolve_device
-    from .paths import shown_path, store_dir
-
-    p = get_profile(profile)
-    check_pack(pack)
-    device = device or "auto"
-    require(isinstance(device, str) and (device in ("auto", "cpu", "cuda") or device.startswith("cuda:")), "device",
-            f"must be 'auto', 'cpu' or 'cuda[:i]', got {device!r}")
-    report = Report()
-    root = store_dir(p.name)
-    try:
-        where = resolve_device(device)
-    except RunError as error:
-        report.problems.append(str(error))
-        report.render(out, f"preflight {p.name}: device {device}")
-        return 1
-
-    configs = [dataclasses.replace(config, device=device) for config in profile_configs(p)]
-    stored = ResultsStore(root, read_only=True)  # read, never written: finished runs need no disk and no time
-    remaining = [config for config in configs if not stored.is_done(config.run_hash())]
-    if device == "auto" and where.type == "cpu" and "GPU" in p.hardware:
-        report.warnings.append(f"torch sees no GPU: every check ran on the CPU, but profile {p.name} is meant for "
-                               f"{p.hardware}")
-    cuda = where.type == "cuda"
-    packing = f"packs of up to {pack}" if pack else ("packs of up to 8 (automatic on CUDA)" if cuda
-                                                      else "one run at a time (automatic on the CPU)")
-    header = (f"preflight {p.name}: {len(configs)} runs ({len(configs) - len(remaining)} already in "
-              f"{shown_path(root)}), on {device_name(where)}, {packing}")
-
-    checker = Checker(p, configs, remaining, where, device, pack, report)
-    checker.run(root)
-    checker.projection()
-    report.render(out, header)
-    return 1 if report.problems else 0
-
-
 class Checker:
-    """The five checks over one profile's runs (module docstring), their rows and problems into ``report``."""
+    """The five checks over one profile's runs (:mod:`superpos.preflight`), their rows and problems into
+    ``report``."""
 
     def __init__(self, profile: Profile, configs: list, remaining: list, device, device_arg: str, pack: int | None,
                  report: Report):
@@ -337,7 +41,7 @@ class Checker:
 
     # -- what runs where
     def shape_of(self, config) -> Shape:
-        from .engine.packed import group_size, pack_key
+        from ..engine.packed import group_size, pack_key
 
         key = (config.backbone, config.method, prompt_tokens(config), config.max_input_tokens,
                group_size(pack_key(config), self.pack))
@@ -350,7 +54,7 @@ class Checker:
         the rows in the checks' order."""
         from tqdm import tqdm  # the plain bar: tqdm.auto wants ipywidgets in a notebook and warns without it
 
-        from .engine.train import tqdm_disabled
+        from ..engine.console import tqdm_disabled
 
         tasks = list(dict.fromkeys([t for t in self.p.tasks if any(c.task == t for c in self.configs)]
                                    + [c.task for c in self.configs]))
@@ -377,7 +81,7 @@ class Checker:
 
     # -- check 1 (and the checks that need the backbone: truncation, file sizes, shapes)
     def load(self, name: str, dtype: str):
-        from .backbones import load_backbone
+        from ..backbones import load_backbone
 
         started = time.perf_counter()
         backbone = load_backbone(name, device=str(self.device), dtype=dtype)
@@ -388,7 +92,7 @@ class Checker:
     def backbone(self, name: str, rows: list, bar) -> list[Row]:
         import torch
 
-        from .backbones.precision import resolve_precision
+        from ..backbones.precision import resolve_precision
 
         own = [config for config in self.configs if config.backbone == name]
         shapes = sorted({id(s): s for s in map(self.shape_of, own)}.values(),
@@ -431,7 +135,7 @@ class Checker:
 
     # -- check 2
     def measure_truncation(self, name: str, backbone, own: list) -> None:
-        from .engine.train import truncation_rates
+        from ..engine.provenance import truncation_rates
 
         seen = set()
         for config in own:
@@ -472,8 +176,8 @@ class Checker:
 
     # -- check 3
     def estimate_files(self, backbone, own: list) -> None:
-        """Bytes each of this backbone's remaining runs writes (module docstring, check 3)."""
-        from .methods import METHODS, build_method
+        """Bytes each of this backbone's remaining runs writes (:mod:`superpos.preflight`, check 3)."""
+        from ..methods import METHODS, build_method
 
         remaining = {config.run_hash() for config in self.remaining}
         built: dict[str, dict] = {}
@@ -518,8 +222,8 @@ class Checker:
                                     "checkpoint": sizes["trainable"] + sizes["state"] + record}
 
     def disk(self, root: Path) -> None:
-        from .engine.packed import plan_units
-        from .paths import shown_path
+        from ..engine.packed import plan_units
+        from ..paths import shown_path
 
         where = root
         while not where.exists() and where != where.parent:
@@ -550,8 +254,8 @@ class Checker:
         longest evaluation inputs; the shape's row (a problem line where it fails)."""
         import torch
 
-        from .engine.store import ResultsStore
-        from .engine.train import peak_memory_mb
+        from ..engine.store import ResultsStore
+        from ..engine.provenance import peak_memory_mb
 
         loaded = [c for c in shape.configs if self.data.run(c) is not None]
         if not loaded:
@@ -638,7 +342,7 @@ class Checker:
         return total * shape.step_s / shape.group, examples * shape.eval_s_per_example, total
 
     def projection(self) -> None:
-        from .engine.packed import plan_units
+        from ..engine.packed import plan_units
 
         unit = "GPU-h" if self.device.type == "cuda" else "CPU-h"
         remaining = {config.run_hash() for config in self.remaining}
@@ -664,70 +368,3 @@ class Checker:
 
     def profile_configs(self, notebook: str) -> list:
         return [dataclasses.replace(c, device=self.device_arg) for c in profile_configs(self.p, [notebook])]
-
-
-# ---------------------------------------------------------------- the engine's pieces, for one shape
-def fake_sources(config, backbone):
-    """ATTEMPT's source prompts ``[k, n, d]`` with the scale of the embeddings (their values cost nothing)."""
-    import torch
-
-    if config.method != "attempt":
-        return None
-    scale = float(backbone.embedding_weight.detach().float().std())
-    generator = torch.Generator().manual_seed(config.seed)
-    return torch.randn(len(config.sources), prompt_tokens(config), backbone.embed_dim, generator=generator) * scale
-
-
-def group_trainers(config, size: int, backbone, store) -> list:
-    """``size`` Trainers of ``config`` on one shared backbone, seeds ``seed .. seed + size - 1`` (own prompts, own
-    data order, so their batches pad as a real group's do). The data is loaded once and shared."""
-    from .engine.train import Trainer
-
-    first = Trainer(config, config.run_hash(), store, fake_sources(config, backbone), progress=False,
-                    backbone=backbone)
-    trainers = [first]
-    for offset in range(1, size):
-        twin = copy.copy(first)
-        twin.config = dataclasses.replace(config, seed=config.seed + offset)
-        twin.run_hash = twin.config.run_hash()
-        for key in ("history", "loss_curve", "pending_loss"):
-            setattr(twin, key, [])
-        twin.build()  # its own method and optimizer, seeded by its own seed, on the shared backbone
-        trainers.append(twin)
-    return trainers
-
-
-def stepper(trainers: list):
-    """``(group, step)``: one optimizer step of every trainer, as ``fit`` (alone) or ``PackedGroup`` (packed)
-    takes it."""
-    from .engine.packed import PackedGroup
-    from .engine.train import NonFiniteLoss
-
-    if len(trainers) == 1:
-        trainer = trainers[0]
-
-        def step() -> None:
-            loss = trainer.train_step(trainer.batch_at(trainer.step))
-            trainer.end_step(loss, 0.0)
-
-        return None, step
-    group = PackedGroup(trainers, progress=False)
-
-    def step() -> None:
-        failures = group.train_step(trainers)
-        if failures:
-            raise NonFiniteLoss(next(iter(failures.values())))
-
-    return group, step
-
-
-def generate_longest(trainers: list, examples: list) -> None:
-    """Greedy generation of every trainer over ``examples`` (one evaluation batch each), as evaluation runs it."""
-    from .engine.evaluate import EvalJob, predict_many
-
-    backbone = trainers[0].backbone
-    for trainer in trainers:
-        trainer.method.eval()
-    backbone.model.eval()
-    with trainers[0].autocast:
-        predict_many(backbone, [EvalJob(t.method, t.task, examples, **t.eval_options()) for t in trainers])
