@@ -395,8 +395,9 @@ def gate_configs(profile: str | Profile) -> list:
 
 def profile_configs(profile: str | Profile, notebooks: Sequence[str] | None = None) -> list:
     """Every run the notebooks (all by default) ask for under ``profile``, each once. Dependencies (ATTEMPT's
-    source runs) come first; then task by task in the profile's order, each task's runs in notebook order, so
-    that a reproduction stopped part-way leaves whole tasks finished, every notebook's settings among them."""
+    source runs) come first; then the learnability gate's runs; then task by task in the profile's order, each
+    task's runs in notebook order, so that a reproduction stopped part-way leaves whole tasks finished, every
+    notebook's settings among them."""
     p = get_profile(profile)
     seen: dict[str, Any] = {}
     for notebook in notebooks or NOTEBOOKS:
@@ -406,10 +407,10 @@ def profile_configs(profile: str | Profile, notebooks: Sequence[str] | None = No
         for config in (config for grid in grids for config in expand(grid)):
             seen.setdefault(config.run_hash(), config)
     sources = {source for config in seen.values() for source in config.sources}
-    # Then the learnability gate on the profile's tasks (simple prompt tuning, every seed): a task that fails it is
-    # known before its other runs train; then task by task; the gate's other tasks last.
+    # Then the learnability gate (simple prompt tuning, every seed), the profile's tasks and the gate's others: which
+    # tasks pass it is known before any other run trains; then task by task.
     rank = {task: index for index, task in enumerate(p.tasks)}
-    gate = {config.run_hash() for config in expand(notebook_grid("01_method", p))
+    gate = {config.run_hash() for config in [*expand(notebook_grid("01_method", p)), *expand(gate_grid(p))]
             if config.method == "simple"} if p.gate_tasks else set()
     ordered = sorted(enumerate(seen.items()), key=lambda item: (item[1][0] not in sources, item[1][0] not in gate,
                                                                 rank.get(item[1][1].task, len(rank)), item[0]))
