@@ -32,7 +32,8 @@ class GridSpec(ConfigBase):
                                               "an entry's optional 'dropout', 'backbones', 'tasks' or 'seeds' list "
                                               "replaces that axis for it.")
     dropout: list = option([False], help="Dropout settings of the frozen backbone.")
-    m: list = option([], help="SuperPos only: values of m (sampled tokens) to cross with; empty keeps the default.")
+    m: list = option([], help="Values of m (SuperPos: sampled tokens) crossed with every method whose config has an "
+                              "m; empty keeps each one's default.")
     seeds: list = option([0], help="Seeds.")
     attempt_sources: list = option([], help="ATTEMPT: tasks whose simple-prompt runs give the source prompts.")
     budget: dict = option({}, help="RunConfig fields shared by every run (epochs, batch_size, eval_every, ...).")
@@ -155,9 +156,17 @@ def _method_name(entry: str | dict) -> str:
 def _method_variants(entry: str | dict, m_values: list) -> list[tuple[str, dict]]:
     name = _method_name(entry)
     config = {} if isinstance(entry, str) else dict(entry.get("config", {}))
-    if name == "superpos" and m_values and "m" not in config:
+    if m_values and "m" not in config and _has_field(name, "m"):
         return [(name, {**config, "m": m}) for m in m_values]
     return [(name, config)]
+
+
+def _has_field(method: str, field: str) -> bool:
+    """Whether ``method``'s config has ``field`` (an unknown method has none; ``expand`` names it)."""
+    from ..methods import METHODS
+
+    spec = METHODS.get(method)
+    return spec is not None and field in {f.name for f in dataclasses.fields(spec.config_class)}
 
 
 def _entry_axis(entry: str | dict, axis: str, default: list) -> list:
