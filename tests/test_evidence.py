@@ -124,6 +124,30 @@ def test_verdicts_pair_by_seed_and_correct_for_the_claim():
     assert summary.loc["SuperPos-Prompt beats the other prompt methods", "verdict"] == "contradicted"
 
 
+GAINS = (3.0, 0.5, 4.0, 1.0, 2.5)
+
+
+def test_a_gated_glance_tests_only_the_tasks_that_pass_the_learnability_gate():
+    """bbc-topic: simple prompt tuning 58-62 over five seeds, far above its constant answer and below 95: it passes.
+    bbc-paraphrase: 96-98, above the gate's ceiling of 95: its difference is shown but tested no more, and it takes
+    no share of Holm's correction: SuperPos's paired gains (3, 0.5, 4, 1, 2.5; mean 2.2, t = 3.42, p = 0.027) are
+    supported on bbc-topic alone, where both tasks tested together double that p past 0.05."""
+    rows = []
+    for task, base in (("bbc-topic", 58.0), ("bbc-paraphrase", 96.0)):
+        rows += [(task, "simple", {}, False, s, base + s % 3, 1.0) for s in range(5)]
+        rows += [(task, "superpos", {}, False, s, base + s % 3 + gain, 1.0) for s, gain in enumerate(GAINS)]
+    open_table = glance(runs_frame(rows)).set_index(["task", "comparison"])
+    gated = glance(runs_frame(rows), gate=True).set_index(["task", "comparison"])
+    topic, paraphrase = ("bbc-topic", "SuperPos − simple"), ("bbc-paraphrase", "SuperPos − simple")
+    assert open_table.loc[topic, "verdict"] == open_table.loc[paraphrase, "verdict"] == "inconclusive"
+    assert open_table.loc[topic, "p_holm"] == pytest.approx(2 * open_table.loc[topic, "p"], abs=2e-3)
+    assert gated.loc[paraphrase, "verdict"] == "not testable: the task is outside the learnability gate " \
+                                               "(interval reaches 97.8 (≥ 95))"
+    assert gated.loc[paraphrase, "difference"] == open_table.loc[paraphrase, "difference"] == pytest.approx(2.2)
+    assert gated.loc[topic, "verdict"] == "supported"
+    assert gated.loc[topic, "p_holm"] == gated.loc[topic, "p"] == pytest.approx(0.027, abs=1e-3)
+
+
 def test_one_seed_is_not_testable_and_dropout_on_smollm2_gives_its_reason():
     rows = [("t", "superpos", {}, False, 0, 60.0, 0.4), ("t", "simple", {}, False, 0, 50.0, 0.4),
             ("t", "simple", {}, True, 0, 0.0, 12.5)]

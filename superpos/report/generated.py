@@ -29,13 +29,14 @@ def reference_runs(profile: str, configs: list | None = None):
 
 def block(kind: str, profile: str) -> str:
     """The body of one generated block."""
-    from ..profiles import gate_configs, profile_configs
+    from ..profiles import gate_configs, get_profile, profile_configs
     from .baselines import learnability_gate
     from .glance import glance_markdown
     from .output import markdown_table
 
     if kind == "glance":
-        return glance_markdown(reference_runs(profile), wanted=len(profile_configs(profile)))
+        return glance_markdown(reference_runs(profile), wanted=len(profile_configs(profile)),
+                               gate=bool(get_profile(profile).gate_tasks))
     if kind == "gate":
         configs = gate_configs(profile)
         runs = reference_runs(profile, configs)

@@ -21,7 +21,8 @@ zeroes a run, so strict differences are mostly which seeds drew a † and carry 
 their mean, its 95 % t-interval over seeds, the paired t-test's p-value and its Holm-adjusted value over the
 comparisons of the claim. Verdicts: ``supported`` (adjusted p < 0.05, the paper's way), ``contradicted``
 (adjusted p < 0.05, the other way), ``inconclusive``, or ``not testable`` with the reason (fewer than two
-paired seeds; dropout on a backbone pretrained without it). "Levels off" is a claim of no gain: supported when
+paired seeds; dropout on a backbone pretrained without it; with ``gate``, a task outside the learnability gate of
+:func:`~superpos.report.baselines.learnability_gate`: its differences are shown, they enter no test). "Levels off" is a claim of no gain: supported when
 the interval's upper end lies below :data:`LEVEL_MARGIN` points of gain beyond m = 128, contradicted when the
 larger m gains significantly. A claim is contradicted when any of its comparisons is, supported when all are,
 inconclusive otherwise.
@@ -93,8 +94,8 @@ def _strict_text(values: pd.Series) -> str:
 class _Claim:
     """The comparisons of one claim, collected, then judged together (Holm's correction spans them)."""
 
-    def __init__(self, key: str):
-        self.key, self.rows = key, []
+    def __init__(self, key: str, excluded: dict[str, str] | None = None):
+        self.key, self.rows, self.excluded = key, [], excluded or {}
 
     def pair(self, task: str, comparison: str, ours: pd.DataFrame, other: pd.DataFrame, *,
              rule: str = "differs") -> None:
@@ -109,6 +110,8 @@ class _Claim:
                           "strict": f"{_strict_text(ours.loc[seeds, 'strict'])} vs {_strict_text(other.loc[seeds, 'strict'])}",
                           "difference": test["mean"], "ci_low": test["low"], "ci_high": test["high"],
                           "p": test["p"], "rule": rule})
+        if task in self.excluded:  # shown, but outside the reference: no test, no share of Holm's correction
+            self.rows[-1].update(rule="none", verdict=f"not testable: {self.excluded[task]}")
 
     def untestable(self, task: str, comparison: str, setting: str, against: str, reason: str) -> None:
         self.rows.append({"claim": CLAIMS[self.key], "task": task, "comparison": comparison, "pairs": 0,
@@ -134,15 +137,17 @@ class _Claim:
         return [{key: row.get(key) for key in COLUMNS} for row in self.rows]
 
 
-def glance(runs: pd.DataFrame) -> pd.DataFrame:
+def glance(runs: pd.DataFrame, *, gate: bool = False) -> pd.DataFrame:
     """One row per (claim, task, comparison): the settings' mean lenient test scores over the paired seeds (strict
     ones beside them, with their † count), the
     mean paired difference (points; positive: the paper's way), its 95 % t-interval, p and Holm's p, the verdict.
-    ``runs`` is :func:`superpos.engine.load_records` output."""
+    ``runs`` is :func:`superpos.engine.load_records` output. ``gate``: judge only the tasks that pass the
+    learnability gate (a profile with ``gate_tasks``); the others' comparisons are "not testable"."""
     from ..backbones.load import PRETRAINED_WITHOUT_DROPOUT
 
     seeds = seed_scores(runs)
-    claims = {key: _Claim(key) for key in CLAIMS}
+    excluded = gate_exclusions(runs, seeds["task"].unique()) if gate else {}
+    claims = {key: _Claim(key, excluded) for key in CLAIMS}
     for task in task_order(seeds["task"].unique()):
         superpos = _scores(seeds, task, "superpos")
         for method in OTHER_METHODS:
@@ -169,7 +174,7 @@ def glance(runs: pd.DataFrame) -> pd.DataFrame:
             claims["m"].pair(task, f"m = {larger[-1]} − m = 128 (levels off)", gain, superpos, rule="levels off")
         claims["softmax"].pair(task, "SuperPos − SuperPos (softmax)", superpos,
                                _scores(seeds, task, "superpos (softmax)"))
-    _stability(seeds, claims["stability"])
+    _stability(seeds[~seeds["task"].isin(list(excluded))], claims["stability"])
     rows = [row for claim in claims.values() for row in claim.judged()]
     frame = pd.DataFrame(rows, columns=COLUMNS)
     for column in ("difference", "ci_low", "ci_high"):
@@ -177,6 +182,19 @@ def glance(runs: pd.DataFrame) -> pd.DataFrame:
     for column in ("p", "p_holm"):
         frame[column] = frame[column].astype(float).round(3)
     return frame
+
+
+def gate_exclusions(runs: pd.DataFrame, tasks) -> dict[str, str]:
+    """Task -> why it is outside the reference, for each of ``tasks`` that does not pass the learnability gate."""
+    from .baselines import learnability_gate
+
+    table = learnability_gate(runs).set_index("task") if not runs.empty else pd.DataFrame()
+    reasons = {}
+    for task in tasks:
+        why = table.loc[task, "gate"] if task in table.index else "no simple prompt tuning run to gate it"
+        if why != "passes":
+            reasons[task] = f"the task is outside the learnability gate ({why.removeprefix('fails: ')})"
+    return reasons
 
 
 def _dropout_reason(seeds: pd.DataFrame, task: str, method: str) -> str:
@@ -239,10 +257,10 @@ def _number(value: float, signed: bool = False) -> str:
         (f"{value:+.1f}" if signed else f"{value:.1f}")
 
 
-def glance_markdown(runs: pd.DataFrame, wanted: int | None = None) -> str:
+def glance_markdown(runs: pd.DataFrame, wanted: int | None = None, *, gate: bool = False) -> str:
     """The README's "Results at a glance" block for ``runs`` (every sentence and number computed here): what the
     runs are, one line per claim, then every comparison with its paired difference, interval and verdict.
-    ``wanted``: how many runs the profile asks for (said when the runs are fewer)."""
+    ``wanted``: how many runs the profile asks for (said when the runs are fewer); ``gate``: as :func:`glance`."""
     from .output import markdown_table, mixed_provenance
 
     done = runs[runs["status"] == "done"] if not runs.empty else runs
@@ -258,9 +276,10 @@ def glance_markdown(runs: pd.DataFrame, wanted: int | None = None) -> str:
              f"{'; ' + ' / '.join(machines) if machines else ''}). Differences are in "
              "points of the lenient test score (invalid labels count as wrong), paired by seed, positive when they "
              "point the paper's way; the strict score beside it, with the seeds its † rule zeroed; 95 % "
-             "t-intervals over seeds; p-values Holm-corrected within each claim.", ""]
+             "t-intervals over seeds; p-values Holm-corrected within each claim."
+             + (" Only tasks that pass the learnability gate (docs/TASKS.md) are tested." if gate else ""), ""]
     lines.extend(mixed_provenance(done))
-    table = glance(done)
+    table = glance(done, gate=gate)
     summary = claim_summary(table)
     lines += [markdown_table(summary.rename(columns={"claim": "Claim of the paper", "verdict": "Verdict",
                                                      "comparisons": "Comparisons: verdicts"})), ""]
