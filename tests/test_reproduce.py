@@ -11,7 +11,7 @@ import torch
 from superpos.backbones import precision
 from superpos.engine import ResultsStore, RunConfig, run
 from superpos.engine import config as run_config
-from superpos.engine.compare import TOLERANCE, compare_record, compare_samples, sample_spread, summary_line
+from superpos.engine.compare import TOLERANCE, compare_record, headline, compare_samples, sample_spread, summary_line
 from superpos import profiles
 
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TQDM_DISABLE": "1"}
@@ -350,3 +350,11 @@ def test_extend_adds_each_run_to_the_reference_as_it_finishes(tmp_path, monkeypa
     hashes = [config.run_hash() for config in profiles.profile_configs("smoke", ["01"])]
     reproducing.extend_reference("smoke", ["01"], progress=False)
     assert [len(held) for held in seen] == list(range(len(hashes)))  # run k saw the k runs before it added
+
+
+def test_a_reproductions_lenient_number_is_the_test_score_at_the_chosen_point_not_the_best_dev_score():
+    record = {"best": {"test": {"score": 0.0, "invalid_rate": 0.002}},
+              "best_lenient": {"test": {"lenient_score": 70.5}},
+              "history": [{"step": 50, "lenient_score": 91.0}, {"step": 100, "lenient_score": 88.0}],  # dev points
+              "loss_curve": [[100, 0.25]]}
+    assert headline(record) == {"score": 0.0, "lenient_score": 70.5, "invalid_rate": 0.2, "final_loss": 0.25}

@@ -42,14 +42,14 @@ CONFIDENCE, MIN_PAIRED = 0.95, 3
 
 
 def headline(record: dict) -> dict:
-    """The numbers a reproduction is judged on: the best point's strict score, the best lenient score over
-    the evaluation points, the invalid-label rate (%) at the best point, and the last training loss."""
+    """The numbers a reproduction is judged on: the best point's strict test score, the lenient test score at the
+    point chosen by it (what the glance's tests compare; under protocol heldout the history holds dev scores), the
+    invalid-label rate (%) at the best point, and the last training loss."""
     best = (record.get("best") or {}).get("test") or {}
-    history = record.get("history") or []
-    lenient = [p.get("lenient_score") for p in history if p.get("lenient_score") is not None]
+    lenient = ((record.get("best_lenient") or {}).get("test") or {}).get("lenient_score")
     curve = record.get("loss_curve") or []
     invalid = best.get("invalid_rate")
-    return {"score": best.get("score"), "lenient_score": max(lenient) if lenient else None,
+    return {"score": best.get("score"), "lenient_score": lenient,
             "invalid_rate": None if invalid is None else 100 * invalid,
             "final_loss": curve[-1][1] if curve else None}
 
@@ -65,8 +65,11 @@ def _setting_key(config: dict) -> str:
 
 def _setting(config: dict) -> str:
     """The run's configuration without its seed: ``bbc-topic/simple init=vocab n_prompts=10 dropout=off``."""
-    extra = "".join(f" {k}={v}" for k, v in sorted((config.get("method_config") or {}).items())
-                    if k in ("m", "n_prompts", "softmax", "init", "fusion", "projection"))
+    from ..methods import METHODS
+
+    spec = METHODS.get(config["method"])
+    named = set(spec.variant_fields) if spec is not None else set()  # the fields its registration names variants by
+    extra = "".join(f" {k}={v}" for k, v in sorted((config.get("method_config") or {}).items()) if k in named)
     return f"{config['task']}/{config['method']}{extra} dropout={'on' if config['dropout'] else 'off'}"
 
 

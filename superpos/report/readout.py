@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..engine import ResultsStore, open_store
-from ..engine.store import atomic_write_json
+from ..engine.files import atomic_write_json
 
 COLUMNS = ["backbone", "task", "method", "variant", "dropout", "seed", "hash", "prompt", "tokens", "cosines"]
 
