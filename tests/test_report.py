@@ -838,3 +838,18 @@ def test_settings_are_named_and_ordered_from_their_typed_configs():
     # m orders numerically (16 before 256; a label sort would put "256" after "16" only by luck) and
     # ATTEMPT's sources are not a departure from its defaults
     assert Variant.of("attempt", {"sources": ["abc"]}).label == "attempt"
+
+
+def test_gate_runs_take_each_gate_tasks_own_seeds_and_train_before_the_other_runs():
+    cpu = profiles.get_profile("cpu")
+    gate = profiles.gate_configs(cpu)
+    seeds = {task: sorted(c.seed for c in gate if c.task == task) for task in {c.task for c in gate}}
+    assert seeds["bbc-restate"] == [0, 1, 2, 3, 4]  # its own gate_task_seeds
+    assert seeds["bbc-next"] == [0, 1, 2]  # gate_seeds
+    assert all(seeds[task] == [0, 1, 2, 3, 4] for task in cpu.tasks)  # notebook 01's runs: the profile's seeds
+    assert {c.method for c in gate} == {"simple"} and not any(c.dropout for c in gate)
+    ordered = [c.run_hash() for c in profiles.profile_configs(cpu)]
+    first = {c.run_hash() for c in gate} | {s for c in profiles.profile_configs(cpu) for s in c.sources}
+    assert sorted(ordered.index(h) for h in first) == list(range(len(first)))  # ATTEMPT's sources and the gate
+    # a profile without a gate has no gate grids
+    assert profiles.gate_grids("quick") == []
