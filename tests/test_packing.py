@@ -28,7 +28,7 @@ from superpos.engine import GridSpec, ResultsStore, RunConfig, run, run_configs,
 from superpos.engine.grid import StorageError
 from superpos.engine.packed import PackedGroup, plan_units, run_group
 
-from copies import with_source
+from copies import Killed, arm_kill, with_source
 
 
 def fast_layers_state() -> str:
@@ -292,10 +292,6 @@ def test_a_nan_in_one_run_fails_that_run_and_the_others_go_on(tmp_path, monkeypa
         assert_same_run(packed[index], alone[index], packed_store, alone_store)
 
 
-class Killed(BaseException):
-    """A simulated crash: nothing in the engine handles it."""
-
-
 @pytest.mark.parametrize("how", ["ctrl-c", "crash"])
 def test_an_interrupted_group_resumes_to_the_uninterrupted_records(how, tmp_path, monkeypatch):
     configs = [config(m, dropout=True, dropout_rate=0.1, max_steps=6, seed=s, method_config=c)
@@ -329,29 +325,6 @@ def test_an_interrupted_group_resumes_to_the_uninterrupted_records(how, tmp_path
             assert ours[key] == theirs[key], key
 
 
-def kill_at(monkeypatch, at: int, torn: bool) -> dict:
-    """Kill the group at the ``at``-th event (a file write, a rename that publishes, an evaluation): before it, or
-    (``torn``) halfway through a file write."""
-    events = {"count": 0, "fired": False}
-
-    def wrap(function, kind):
-        def wrapped(*args, **kwargs):
-            events["count"] += 1
-            if events["count"] == at and not events["fired"]:
-                events["fired"] = True
-                if torn and kind == "write":
-                    path, data = args
-                    path.write_bytes(data[:len(data) // 2])
-                raise Killed
-            return function(*args, **kwargs)
-        return wrapped
-
-    monkeypatch.setattr(files_module, "write_synced", wrap(files_module.write_synced, "write"))
-    monkeypatch.setattr(files_module, "publish", wrap(files_module.publish, "publish"))
-    monkeypatch.setattr(packed_module, "evaluate_many", wrap(packed_module.evaluate_many, "evaluate"))
-    return events
-
-
 def test_a_group_killed_at_any_write_resumes_bit_for_bit(tmp_path):
     """Runs of one group that end and evaluate at different steps, killed before a write, a rename or an
     evaluation (or halfway through a write), resume to the uninterrupted records: the same losses, points and
@@ -362,7 +335,7 @@ def test_a_group_killed_at_any_write_resumes_bit_for_bit(tmp_path):
     reference_store = ResultsStore(tmp_path / "reference")
     reference = run_group(configs, reference_store, progress=False)
     with pytest.MonkeyPatch.context() as patch:
-        counting = kill_at(patch, at=0, torn=False)
+        counting = arm_kill(patch, 0, "before", evaluate=(packed_module, "evaluate_many"))
         run_group(configs, ResultsStore(tmp_path / "count"), progress=False)
     total = counting["count"]
     # every third event (each kind, inside and between the group's saves, between its records), three torn writes
@@ -370,7 +343,7 @@ def test_a_group_killed_at_any_write_resumes_bit_for_bit(tmp_path):
     for at, torn in cases:
         store = ResultsStore(tmp_path / f"killed-{at}-{torn}")
         with pytest.MonkeyPatch.context() as patch:
-            events = kill_at(patch, at, torn)
+            events = arm_kill(patch, at, "torn" if torn else "before", evaluate=(packed_module, "evaluate_many"))
             with pytest.raises(Killed):
                 run_group(configs, store, progress=False)
             assert events["fired"]

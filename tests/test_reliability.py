@@ -24,7 +24,7 @@ import superpos.engine.store as store_module
 import superpos.engine.train as train_module
 from superpos.engine import ResultsStore, RunConfig, RunError, StoreError, run, run_configs
 
-from copies import with_source
+from copies import Killed, arm_kill, with_source
 
 REPO = Path(__file__).resolve().parents[1]
 METHOD_CONFIGS = {"simple": {}, "superpos": {"m": 16}, "residual": {"bottleneck": 8}, "ept": {"max_length": 64},
@@ -95,40 +95,6 @@ def leftovers(store: ResultsStore) -> list[str]:
 
 
 # ---------------------------------------------------------------- A. atomic checkpoints, kills at every write
-class Killed(BaseException):
-    """A simulated kill: nothing in the engine handles it."""
-
-
-def arm_kill(monkeypatch, at: int, mode: str) -> dict:
-    """Count the engine's events (each file write, each rename that publishes, each evaluation) and kill the
-    run at event ``at``: ``before`` it, ``torn`` halfway through a write, or ``after`` it."""
-    events = {"count": 0, "fired": False}
-
-    def wrap(function, kind):
-        def wrapped(*args, **kwargs):
-            events["count"] += 1
-            if events["count"] == at and not events["fired"]:
-                if mode == "before" or (mode == "torn" and kind != "write"):
-                    events["fired"] = True
-                    raise Killed
-                if mode == "torn":
-                    path, data = args
-                    Path(path).write_bytes(data[:len(data) // 2])
-                    events["fired"] = True
-                    raise Killed
-            result = function(*args, **kwargs)
-            if events["count"] == at and mode == "after":
-                events["fired"] = True
-                raise Killed
-            return result
-        return wrapped
-
-    monkeypatch.setattr(files_module, "write_synced", wrap(files_module.write_synced, "write"))
-    monkeypatch.setattr(files_module, "publish", wrap(files_module.publish, "publish"))
-    monkeypatch.setattr(train_module, "evaluate", wrap(train_module.evaluate, "evaluate"))
-    return events
-
-
 def count_events(monkeypatch, config, store) -> list[str]:
     """The kinds of the events of one uninterrupted run, in order (a write into a checkpoint folder is a
     ``checkpoint-write``)."""

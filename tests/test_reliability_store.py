@@ -18,7 +18,8 @@ import torch
 import superpos.engine.config as config_module
 from superpos.engine import ResultsStore, StoreError, run
 
-from test_reliability import Killed, arm_kill, leftovers, same_run, tiny
+from copies import Killed, arm_kill
+from test_reliability import leftovers, same_run, tiny
 
 REPO = Path(__file__).resolve().parents[1]
 

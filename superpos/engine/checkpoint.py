@@ -46,8 +46,7 @@ class Checkpoints:
         tensors = {"format": CHECKPOINT_FORMAT, "hash": self.run_hash, "step": self.step,
                    "method": self.method.trainable_state(), "buffers": self.eval_buffers(),
                    "best_state": self.best_state, "optimizer": self.optimizer.state_dict(),
-                   "rng": torch.get_rng_state(),
-                   "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None}
+                   **rng_state(self.device)}
         buffer = io.BytesIO()
         torch.save(tensors, buffer)
         progress = {key: getattr(self, key) for key in PROGRESS_FIELDS}
@@ -64,13 +63,15 @@ class Checkpoints:
         self.drop_old_layout()
         return [step for step, _ in self.store.checkpoints(self.run_hash)]
 
-    def resume(self, at_most: int | None = None) -> bool:
+    def resume(self, at_most: int | None = None, prepared: bool = False) -> bool:
         """Load the newest checkpoint that fits this run (of step ``at_most`` or earlier, when given: a packed
         group resumes all its runs at one step); set aside, in one line each, those that do not fit.
+        ``prepared``: :meth:`prepare_resume` already ran (a packed group calls it to find the common step).
 
         True when the run resumed; False when it starts over (the trainer is then as freshly built).
         """
-        self.prepare_resume()
+        if not prepared:
+            self.prepare_resume()
         for step, folder in self.store.checkpoints(self.run_hash):
             if at_most is not None and step > at_most:
                 continue
@@ -141,12 +142,23 @@ class Checkpoints:
         for name, value in tensors["buffers"].items():
             self.method.get_buffer(name).copy_(value)
         self.optimizer.load_state_dict(tensors["optimizer"])
-        torch.set_rng_state(tensors["rng"])
-        if tensors.get("cuda_rng") is not None and self.device.type == "cuda":
-            torch.cuda.set_rng_state_all(tensors["cuda_rng"])
+        set_rng_state(tensors, self.device)
         for key in PROGRESS_FIELDS:
             setattr(self, key, progress[key])
         self.best_state = tensors["best_state"]
+
+
+def rng_state(device: torch.device) -> dict:
+    """The random streams a step draws from (dropout, data order): the CPU's, and the GPUs' on ``device`` cuda."""
+    return {"rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else None}
+
+
+def set_rng_state(state: dict, device: torch.device) -> None:
+    """Restore what :func:`rng_state` returned (the GPUs' streams only on a cuda ``device``)."""
+    torch.set_rng_state(state["rng"])
+    if state.get("cuda_rng") is not None and device.type == "cuda":
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
 
 
 def checkpoint_checksum(progress: dict, state: bytes) -> str:

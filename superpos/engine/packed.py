@@ -38,6 +38,7 @@ import time
 import torch
 
 from ..config import require
+from .checkpoint import rng_state, set_rng_state
 from .config import RunConfig, as_run_config
 from .evaluate import EvalJob, evaluate_many
 from .files import is_storage_error
@@ -192,16 +193,6 @@ def train_members(configs: list[RunConfig], store: ResultsStore, progress: bool)
 
 
 # ---------------------------------------------------------------- the packed loop
-def rng_state(device: torch.device) -> tuple:
-    return torch.get_rng_state(), torch.cuda.get_rng_state_all() if device.type == "cuda" else None
-
-
-def set_rng_state(state: tuple) -> None:
-    torch.set_rng_state(state[0])
-    if state[1] is not None:
-        torch.cuda.set_rng_state_all(state[1])
-
-
 class PackedGroup:
     """Trainers of compatible runs on one shared backbone, stepped together until each is done."""
 
@@ -219,19 +210,19 @@ class PackedGroup:
         """Every run from its checkpoint of the newest step that all of them saved (:meth:`save`), so the group
         goes on as it would have without the kill: the same runs side by side at each step, the same random
         stream (dropout), from that checkpoint. A group that starts fresh seeds it with its first run's seed.
-        Where a run's checkpoint of that step is unusable (set aside), its runs go on from different steps: the
+        Where a run's checkpoint of that step is unusable (set aside), the runs go on from different steps: the
         same training, up to rounding."""
         newest = [(trainer.prepare_resume() or [0])[0] for trainer in self.trainers]
         common = min(newest)
         lead = None
         for trainer in self.trainers:
-            self.resumed[trainer.run_hash] = trainer.resume(at_most=common)
+            self.resumed[trainer.run_hash] = trainer.resume(at_most=common, prepared=True)
             if self.resumed[trainer.run_hash] and (lead is None or trainer.step > lead[0]):
-                lead = (trainer.step, rng_state(trainer.device))
+                lead = (trainer.step, rng_state(trainer.device), trainer.device)
         if lead is None:
             torch.manual_seed(self.trainers[0].config.seed)
         else:
-            set_rng_state(lead[1])
+            set_rng_state(lead[1], lead[2])
 
     def save(self, trainers: list) -> None:
         """Checkpoint every run of ``trainers`` at its step, then drop their other checkpoints: a kill part-way
