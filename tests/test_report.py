@@ -848,8 +848,9 @@ def test_gate_runs_take_each_gate_tasks_own_seeds_and_train_before_the_other_run
     assert seeds["bbc-next"] == [0, 1, 2]  # gate_seeds
     assert all(seeds[task] == [0, 1, 2, 3, 4] for task in cpu.tasks)  # notebook 01's runs: the profile's seeds
     assert {c.method for c in gate} == {"simple"} and not any(c.dropout for c in gate)
-    ordered = [c.run_hash() for c in profiles.profile_configs(cpu)]
-    first = {c.run_hash() for c in gate} | {s for c in profiles.profile_configs(cpu) for s in c.sources}
+    configs = profiles.profile_configs(cpu)
+    ordered = [c.run_hash() for c in configs]
+    first = {c.run_hash() for c in gate} | {s for c in configs for s in c.sources}
     assert sorted(ordered.index(h) for h in first) == list(range(len(first)))  # ATTEMPT's sources and the gate
     # a profile without a gate has no gate grids
     assert profiles.gate_grids("quick") == []

@@ -218,11 +218,11 @@ class PackedGroup:
         for trainer in self.trainers:
             self.resumed[trainer.run_hash] = trainer.resume(at_most=common, prepared=True)
             if self.resumed[trainer.run_hash] and (lead is None or trainer.step > lead[0]):
-                lead = (trainer.step, rng_state(trainer.device), trainer.device)
+                lead = (trainer.step, rng_state(trainer.device))
         if lead is None:
             torch.manual_seed(self.trainers[0].config.seed)
         else:
-            set_rng_state(lead[1], lead[2])
+            set_rng_state(lead[1], self.trainers[0].device)  # one backbone, so one device for every run
 
     def save(self, trainers: list) -> None:
         """Checkpoint every run of ``trainers`` at its step, then drop their other checkpoints: a kill part-way
